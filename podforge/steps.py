@@ -1,0 +1,86 @@
+"""What every task does around its real work: pick a working folder by content, time it, record it.
+
+Tasks stay thin: they build a request, call :func:`run_engine_step` (or, for their own ffmpeg work, open a
+:class:`StepContext`) and return a :class:`StepOutput`, which Prefect persists and caches.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, Field
+
+from podforge.caching import content_key, step_workdir
+from podforge.engines.base import EngineSpec
+from podforge.engines.registry import load_engine
+
+ResultT = TypeVar("ResultT", bound=BaseModel)
+
+
+class GpuUsage(BaseModel):
+    """What a step really did on the GPU (all zero on a CPU step or a machine without NVML)."""
+
+    gpu_seconds: float = 0.0
+    peak_vram_mb: float = 0.0
+    mean_utilization: float = 0.0
+    flagged: str | None = Field(default=None, description="why the step looks like a silent CPU fallback")
+
+
+class StepRecord(BaseModel):
+    """One line of the episode's ledger: which step, how it ran, and in which flow run it was made."""
+
+    step: str
+    engine: str
+    device: str = "cpu"
+    seconds: float = 0.0
+    key: str
+    flow_run_id: str | None = None
+    gpu: GpuUsage = Field(default_factory=GpuUsage)
+    notes: dict[str, Any] = Field(default_factory=dict)
+
+    def cached_in(self, flow_run_id: str | None) -> bool:
+        """True when this record was produced by an earlier flow run and reused from the cache."""
+        return self.flow_run_id is not None and self.flow_run_id != flow_run_id
+
+
+class StepOutput(BaseModel, Generic[ResultT]):
+    record: StepRecord
+    result: ResultT
+
+
+class StepContext:
+    """A step in progress: its cache key, a working folder named by it, and a running clock."""
+
+    def __init__(self, step: str, engine: str, key_inputs: dict[str, Any]):
+        self.step = step
+        self.engine = engine
+        self.key = content_key(step, key_inputs)
+        self.workdir = step_workdir(step, self.key)
+        self._started = time.perf_counter()
+
+    def record(self, device: str = "cpu", gpu: GpuUsage | None = None, **notes: Any) -> StepRecord:
+        return StepRecord(
+            step=self.step,
+            engine=self.engine,
+            device=device,
+            seconds=round(time.perf_counter() - self._started, 3),
+            key=self.key,
+            flow_run_id=current_flow_run_id(),
+            gpu=gpu or GpuUsage(),
+            notes=notes,
+        )
+
+
+def current_flow_run_id() -> str | None:
+    from prefect.runtime import flow_run
+
+    run_id = flow_run.id
+    return str(run_id) if run_id else None
+
+
+def run_engine_step(step: str, spec: EngineSpec, request: BaseModel) -> StepOutput:
+    """Run ``spec``'s engine on ``request`` in a folder named by the request's content."""
+    context = StepContext(step, spec.name, {"engine": spec, "request": request})
+    result = load_engine(spec).run(request, context.workdir)
+    return StepOutput(record=context.record(device=spec.resources.device), result=result)
