@@ -43,6 +43,8 @@ def file_fingerprint(path: Path) -> str:
 
 def canonical(value: Any) -> Any:
     """A JSON-able form of ``value`` in which files are replaced by their content hashes."""
+    if hasattr(value, "__cache_content__"):
+        return canonical(value.__cache_content__())
     if isinstance(value, BaseModel):
         return canonical(dict(value))
     if isinstance(value, Path):

@@ -51,7 +51,7 @@ class MixSettings(Strict):
     outro_s: float = Field(default=5.0, ge=0, le=60)
     line_gap_s: float = Field(default=0.35, ge=0, le=5)
     chapter_gap_s: float = Field(default=0.9, ge=0, le=10)
-    bed_level_db: float = Field(default=-15.0, le=0)
+    bed_level_db: float = Field(default=-8.0, le=0)
     duck_threshold: float = Field(default=0.03, gt=0, le=1)
     duck_ratio: float = Field(default=8.0, ge=1, le=20)
     target_lufs: float = Field(default=-16.0, ge=-40, le=-5)
@@ -89,9 +89,21 @@ class PodforgeConfig(Strict):
     video: VideoSettings = Field(default_factory=VideoSettings)
     publish: PublishSettings = Field(default_factory=PublishSettings)
     ffmpeg: str | None = Field(default=None, description="path to an ffmpeg binary; default: imageio-ffmpeg's")
+    speech: str | None = Field(default=None, description="a voice preset, or a speech engine, for every host (CLI --speech)")
 
     def voice_for(self, speaker: str, requested: str | None, position: int, source: str) -> tuple[str, Voice]:
-        """The voice preset for a host: the one the script names, else the n-th default voice."""
+        """The voice preset for a host.
+
+        ``speech`` (when set) wins: a voice preset for everyone, or an engine whose presets are dealt out
+        in order. Otherwise the voice the script names, else the n-th default voice.
+        """
+        if self.speech and self.speech not in self.voices:
+            of_engine = [name for name, voice in self.voices.items() if voice.engine == self.speech]
+            if not of_engine:
+                raise ConfigError(f"{self.speech!r} is neither a voice preset nor a speech engine with presets in voices.yaml", field="speech")
+            requested = of_engine[position % len(of_engine)]
+        elif self.speech:
+            requested = self.speech
         name = requested or self.default_voices[position % len(self.default_voices)]
         if name not in self.voices:
             known = ", ".join(sorted(self.voices))

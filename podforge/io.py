@@ -27,10 +27,19 @@ def atomic_path(final: Path) -> Iterator[Path]:
         yield tmp
         if not tmp.exists() or tmp.stat().st_size == 0:
             raise OSError(f"nothing was written to {final}")
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; published files get the usual mode
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
 
+
+def _read_umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+_UMASK = _read_umask()  # read once: os.umask can only be read by setting it, which races with threads
 
 def write_bytes_atomic(final: Path, data: bytes) -> Path:
     with atomic_path(final) as tmp:

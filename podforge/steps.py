@@ -7,13 +7,16 @@ Tasks stay thin: they build a request, call :func:`run_engine_step` (or, for the
 from __future__ import annotations
 
 import time
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel, Field
 
-from podforge.caching import content_key, step_workdir
+from podforge.caching import CONTENT, content_key, results_dir, step_workdir
 from podforge.engines.base import EngineSpec
 from podforge.engines.registry import load_engine
+
+if TYPE_CHECKING:
+    from podforge.gpu import GpuSettings
 
 ResultT = TypeVar("ResultT", bound=BaseModel)
 
@@ -24,6 +27,8 @@ class GpuUsage(BaseModel):
     gpu_seconds: float = 0.0
     peak_vram_mb: float = 0.0
     mean_utilization: float = 0.0
+    samples: int = Field(default=0, description="NVML samples taken (0: a CPU step, or no NVML)")
+    cost_usd: float = Field(default=0.0, description="gpu_seconds priced on the configured GPU (configs/pricing.yaml)")
     flagged: str | None = Field(default=None, description="why the step looks like a silent CPU fallback")
 
 
@@ -47,6 +52,10 @@ class StepRecord(BaseModel):
 class StepOutput(BaseModel, Generic[ResultT]):
     record: StepRecord
     result: ResultT
+
+    def __cache_content__(self) -> ResultT:
+        """Downstream cache keys depend on the result, not on when or where it was made."""
+        return self.result
 
 
 class StepContext:
@@ -72,6 +81,18 @@ class StepContext:
         )
 
 
+def step_task(name: str, *, cached: bool = True, retries: int = 2, **options: Any):
+    """Prefect's ``@task`` with what every step shares: content cache, persisted results, retries."""
+    from prefect import task
+    from prefect.cache_policies import NO_CACHE
+
+    if cached:
+        options.update(cache_policy=CONTENT, persist_result=True, result_storage=results_dir())
+    else:
+        options.update(cache_policy=NO_CACHE)
+    return task(name=name, retries=retries, retry_delay_seconds=2, **options)
+
+
 def current_flow_run_id() -> str | None:
     from prefect.runtime import flow_run
 
@@ -79,8 +100,23 @@ def current_flow_run_id() -> str | None:
     return str(run_id) if run_id else None
 
 
-def run_engine_step(step: str, spec: EngineSpec, request: BaseModel) -> StepOutput:
-    """Run ``spec``'s engine on ``request`` in a folder named by the request's content."""
+def run_engine_step(step: str, spec: EngineSpec, request: BaseModel, *, gpu_settings: GpuSettings | None = None) -> StepOutput:
+    """Run ``spec``'s engine on ``request`` in a folder named by the request's content.
+
+    A CUDA engine holds its VRAM in GPU slots while it runs and is measured with NVML; on a machine
+    without a GPU it runs on the CPU where that is allowed (see :func:`podforge.gpu.resolve_device`).
+    """
+    from podforge.cost import price_gpu_seconds
+    from podforge.gpu import GpuSettings, gpu_step, list_gpus, resolve_device
+
+    settings = gpu_settings or GpuSettings()
+    if spec.resources.device == "cuda":
+        spec = resolve_device(spec, settings, list_gpus())
     context = StepContext(step, spec.name, {"engine": spec, "request": request})
-    result = load_engine(spec).run(request, context.workdir)
-    return StepOutput(record=context.record(device=spec.resources.device), result=result)
+    with gpu_step(spec, settings) as telemetry:
+        result = load_engine(spec).run(request, context.workdir)
+    usage = telemetry.usage
+    if usage.gpu_seconds:
+        usage = usage.model_copy(update={"cost_usd": round(price_gpu_seconds(usage.gpu_seconds, settings.price_as), 6)})
+    device = telemetry.reported_device or spec.resources.device
+    return StepOutput(record=context.record(device=device, gpu=usage), result=result)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 import re
-import wave
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import numpy as np
 from podforge.engines.base import Alignment, Engine, PhonemeTiming, SpeechRequest, SpeechResult, WordTiming
 from podforge.errors import EngineError
 from podforge.io import atomic_path
+from podforge.media.audio import write_wav
 from podforge.media.ffmpeg import run_ffmpeg
 
 SENTENCE_PAUSE_S = 0.18
@@ -81,33 +81,18 @@ class PiperEngine(Engine[SpeechRequest, SpeechResult]):
             raise EngineError(f"Piper produced no audio for {request.text[:40]!r}", field="text")
         audio = np.concatenate(pieces)
 
-        wav_path = workdir / "speech.wav"
-        with atomic_path(wav_path) as tmp:
-            write_wav_int16(tmp, audio, rate)
-            if shift := float(self.settings.get("pitch_semitones", 0.0)):
-                shift_pitch(tmp, shift)
+        wav_path = write_wav(workdir / "speech.wav", audio, rate)
+        if shift := float(self.settings.get("pitch_semitones", 0.0)):
+            shift_pitch(wav_path, shift)
         alignment = Alignment(words=words_from_phonemes(request.text, phonemes), phonemes=phonemes)
         return SpeechResult(wav=wav_path, sample_rate=rate, duration_s=len(audio) / rate, alignment=alignment)
-
-
-def write_wav_int16(path: Path, audio: np.ndarray, sample_rate: int) -> None:
-    pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2")
-    with wave.open(str(path), "wb") as handle:
-        handle.setnchannels(1)
-        handle.setsampwidth(2)
-        handle.setframerate(sample_rate)
-        handle.writeframes(pcm.tobytes())
 
 
 def shift_pitch(path: Path, semitones: float) -> None:
     """Shift pitch and formants in place by ``semitones``, keeping the duration (rubberband)."""
     ratio = 2 ** (semitones / 12)
-    shifted = path.with_name(f"{path.stem}.shifted.wav")
-    try:
+    with atomic_path(path) as shifted:
         run_ffmpeg(["-y", "-i", str(path), "-af", f"rubberband=pitch={ratio:.5f}:formant=shifted", "-c:a", "pcm_s16le", str(shifted)], what="shifting the voice's pitch")
-        shifted.replace(path)
-    finally:
-        shifted.unlink(missing_ok=True)
 
 
 def words_from_phonemes(text: str, phonemes: list[PhonemeTiming]) -> list[WordTiming]:

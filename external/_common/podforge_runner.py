@@ -1,0 +1,50 @@
+"""The runner's side of the Podforge engine protocol (standard library only).
+
+A runner module defines ``handle(engine, settings, request, workdir) -> (result, device)`` and ends with
+``serve(handle)``. See ``external/README.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+Handler = Callable[[str, dict, dict, Path], "tuple[dict, str]"]
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".response.", dir=str(path.parent))
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(payload, handle)
+    os.replace(tmp, path)
+
+
+def versions(*modules: str) -> dict[str, str]:
+    found = {"python": sys.version.split()[0]}
+    for name in modules:
+        try:
+            found[name] = __import__(name).__version__
+        except Exception:  # noqa: BLE001 - a version we cannot read is simply not reported
+            continue
+    return found
+
+
+def serve(handle: Handler, *, report_versions: tuple[str, ...] = ()) -> None:
+    """Read the request, call ``handle``, write the response. Exit 0 even when ``handle`` raises."""
+    request_path, response_path = Path(sys.argv[1]), Path(sys.argv[2])
+    message = json.loads(request_path.read_text(encoding="utf-8"))
+    workdir = Path(message["workdir"])
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        result, device = handle(message["engine"], message.get("settings", {}), message.get("request", {}), workdir)
+        payload = {"ok": True, "result": result, "device": device, "versions": versions(*report_versions)}
+    except Exception as exc:  # noqa: BLE001 - every failure goes back to the task as data
+        traceback.print_exc()
+        payload = {"ok": False, "error": str(exc) or type(exc).__name__, "error_type": type(exc).__name__}
+    sys.stdout.flush()
+    write_json_atomic(response_path, payload)

@@ -1,0 +1,64 @@
+"""The episode DAG: script → speech (one task per line) ∥ music bed → dialogue → mix → captions → video → mux → publish.
+
+Every step is a Prefect task cached by content, so a re-run after a failure redoes only what failed.
+Tasks receive futures; Prefect runs each as soon as its inputs exist (music beside speech, captions
+beside the mix).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, unmapped
+
+from podforge.casting import cast_voices
+from podforge.config import REPO_ROOT, load_config
+from podforge.engines.registry import resolve_engine
+from podforge.manifest import EpisodeManifest
+from podforge.media.encoders import choose_h264_encoder
+from podforge.progress import ProgressBoard
+from tasks.captions import write_captions
+from tasks.dialogue import assemble_dialogue
+from tasks.mix import mix_master
+from tasks.music import make_music_bed
+from tasks.mux import mux
+from tasks.publish import publish
+from tasks.script import read_script
+from tasks.speech import speak_line
+from tasks.video import render_video
+
+DEMO_SCRIPT = str(REPO_ROOT / "configs" / "episodes" / "demo.md")
+
+
+@flow(name="episode", log_prints=True)
+def episode(
+    script: str = DEMO_SCRIPT,
+    script_text: str | None = None,
+    config: list[str] | None = None,
+    overrides: dict[str, Any] | None = None,
+    out_dir: str = "output",
+) -> EpisodeManifest:
+    """Produce one episode from a script file (``script``) or inline text (``script_text``)."""
+    cfg = load_config([Path(p) for p in config or []], overrides)
+    parsed = read_script(script, script_text)
+    cast = cast_voices(parsed, cfg)
+    lines = parsed.lines
+
+    bed = make_music_bed.submit(parsed.meta.music or cfg.music.default_prompt, cfg.music.bars, cfg.music.seed, resolve_engine(cfg, cfg.use.music, "music"))
+    speech = speak_line.map(
+        [line.text for line in lines],
+        [line.speaker for line in lines],
+        [cast[line.speaker].voice for line in lines],
+        [cast[line.speaker].engine for line in lines],
+        unmapped(parsed.meta.language),
+    )
+    dialogue = assemble_dialogue.submit(lines, speech, cfg.mix)
+    master = mix_master.submit(dialogue, bed, cfg.mix, cfg.ffmpeg)
+    captions = write_captions.submit(dialogue, cfg.mix, cfg.video)
+    encoder = choose_h264_encoder(cfg.video.encoder, cfg.ffmpeg, x264_preset=cfg.video.x264_preset, crf=cfg.video.crf)
+    video = render_video.submit(master, captions, parsed.meta, resolve_engine(cfg, cfg.use.video, "video"), cfg.video, encoder)
+    containers = mux.submit(video, master, cfg.publish, cfg.ffmpeg)
+
+    steps = ProgressBoard(parsed.slug).follow([bed, *speech, dialogue, master, captions, video, containers])
+    return publish(parsed, steps, out_dir, cfg.mix.intro_s)

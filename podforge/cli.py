@@ -1,0 +1,118 @@
+"""The ``podforge`` command line.
+
+Input is validated before Prefect starts, so a bad script or config fails in a second with one line that
+names the file and the field, and writes nothing.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from podforge.errors import PodforgeError
+from podforge.prefect_env import configure_prefect_environment, ensure_prefect_home
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Podforge: scripts in, publishable podcast episodes out.")
+console = Console(stderr=True)
+
+
+@app.callback()
+def _commands() -> None:
+    """Podforge: scripts in, publishable podcast episodes out."""
+
+
+def _engine_overrides(speech: str | None, music: str | None, video: str | None) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    if speech:
+        overrides["speech"] = speech
+    if music or video:
+        overrides["use"] = {k: v for k, v in (("music", music), ("video", video)) if v}
+    return overrides
+
+
+def check_inputs(script: Path, config_files: list[Path], overrides: dict[str, Any], out_dir: Path) -> str:
+    """Everything that can be checked without running anything; returns the episode's slug."""
+    from podforge.casting import cast_voices
+    from podforge.config import load_config
+    from podforge.engines.registry import resolve_engine
+    from podforge.publish import episode_dir
+    from podforge.script import load_script
+
+    config = load_config(config_files, overrides)
+    parsed = load_script(script)
+    cast_voices(parsed, config)
+    resolve_engine(config, config.use.music, "music", field="use.music")
+    resolve_engine(config, config.use.video, "video", field="use.video")
+    episode_dir(out_dir, parsed.slug)
+    return parsed.slug
+
+
+@app.command()
+def run(
+    script: Annotated[Path, typer.Argument(help="episode script (Markdown/text with optional YAML front matter)")],
+    config: Annotated[list[Path], typer.Option("--config", "-c", help="extra YAML config, merged over the defaults")] = [],  # noqa: B006
+    out: Annotated[Path, typer.Option("--out", "-o", help="output directory")] = Path("output"),
+    speech: Annotated[str | None, typer.Option(help="voice preset for every host (e.g. joe, vits-tiny-local)")] = None,
+    music: Annotated[str | None, typer.Option(help="music engine (e.g. procedural, musicgen)")] = None,
+    video: Annotated[str | None, typer.Option(help="video engine (e.g. audiogram, portrait)")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Prefect's logs")] = False,
+) -> None:
+    """Produce an episode: voices, music bed, mix, captions, video, MP4/MP3 and manifest."""
+    configure_prefect_environment(quiet=not verbose)  # before anything imports Prefect
+    overrides = _engine_overrides(speech, music, video)
+    try:
+        slug = check_inputs(script, config, overrides, out)
+    except PodforgeError as exc:
+        _fail(exc.one_line(), code=2)
+    ensure_prefect_home()
+    manifest = _run_with_progress(slug, script, config, overrides, out)
+    _print_summary(manifest)
+
+
+def _run_with_progress(slug: str, script: Path, config: list[Path], overrides: dict[str, Any], out: Path):
+    from flows.episode import episode
+    from podforge.progress import add_listener
+
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        bar = progress.add_task(f"{slug}: starting Prefect", total=None)
+        remove = add_listener(lambda step, done, total: progress.update(bar, description=f"{slug}: {step} done", completed=done, total=total))
+        try:
+            return episode(script=str(script), config=[str(p) for p in config], overrides=overrides or None, out_dir=str(out))
+        except PodforgeError as exc:
+            _fail(exc.one_line(), code=2)
+        except Exception as exc:  # noqa: BLE001 - a failed step is reported in one line; details are in the Prefect logs
+            _fail(f"episode failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} (re-run to resume; cached steps are reused)", code=1)
+        finally:
+            remove()
+
+
+def _print_summary(manifest) -> None:
+    table = Table(title=f"{manifest.title} — {manifest.duration_s / 60:.1f} min")
+    for column in ("step", "engine", "device", "seconds", "cached"):
+        table.add_column(column)
+    for step in manifest.steps:
+        table.add_row(step.step, step.engine, step.device, f"{step.seconds:.2f}", "yes" if step.cached else "")
+    out = Console()
+    out.print(table)
+    out.print(f"loudness {manifest.loudness.integrated_lufs:.1f} LUFS, true peak {manifest.loudness.true_peak_dbtp:.1f} dBTP; video encoder {manifest.video_encoder}")
+    out.print(f"[bold green]published[/] {manifest.out_dir}")
+
+
+def _fail(message: str, code: int) -> None:
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    app(prog_name="podforge")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""The audiogram: a still title card with a live waveform of the episode and burned-in captions.
+
+One ffmpeg graph renders it. The card (drawn with Pillow, see :mod:`podforge.media.cards`) is decoded
+once, converted to yuv420p once and repeated with the ``loop`` filter; ``showwaves`` draws the audio on a
+transparent canvas that is overlaid on the card's waveform panel; the ``ass`` filter (libass) burns in the
+captions. The output is video only: the mux step adds the audio.
+
+H.264 comes from the encoder the request names (see :mod:`podforge.media.encoders`). If NVENC was chosen
+but fails on this render (a busy or lost GPU, a session limit), the video is rendered again with libx264
+and the result says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import av
+import ffmpeg
+
+from podforge.engines.base import Engine, VideoRequest, VideoResult
+from podforge.errors import EngineError
+from podforge.io import atomic_path
+from podforge.media.cards import card_layout, palette_for, render_background
+from podforge.media.encoders import encoder_options
+from podforge.media.ffmpeg import run_graph
+
+logger = logging.getLogger(__name__)
+
+KEYFRAME_INTERVAL_S = 2
+MAX_ENCODER_THREADS = 8
+"""x264 gains little from more frame threads at 720p/1080p, and episodes may render side by side."""
+
+
+class AudiogramEngine(Engine[VideoRequest, VideoResult]):
+    name = "audiogram"
+    kind = "video"
+    version = "1"
+    Request = VideoRequest
+    Result = VideoResult
+
+    def run(self, request: VideoRequest, workdir: Path) -> VideoResult:
+        check_request(request)
+        workdir = Path(workdir)
+        card = render_background(workdir / "background.png", title=request.title, show=request.show, width=request.width, height=request.height)
+        video = workdir / "video.mp4"
+        encoder, options = request.encoder, request.encoder_options or encoder_options_for(request.encoder)
+        try:
+            self.render(request, card, video, encoder, options)
+        except EngineError as failure:
+            if encoder != "h264_nvenc":
+                raise
+            logger.warning("h264_nvenc failed on %s, rendering with libx264 instead: %s", video, failure.message.splitlines()[-1])
+            encoder, options = "libx264", encoder_options("libx264")
+            self.render(request, card, video, encoder, options)
+        return VideoResult(video=video, encoder=encoder, frames=count_frames(video))
+
+    def render(self, request: VideoRequest, card: Path, video: Path, encoder: str, options: dict[str, str]) -> None:
+        frames = frame_count(request)
+        picture = audiogram_graph(request, card)
+        threads = int(self.settings.get("threads") or min(MAX_ENCODER_THREADS, usable_cpus()))
+        arguments: dict[str, object] = {
+            "an": None,
+            "c:v": encoder,
+            "pix_fmt": "yuv420p",
+            "r": request.fps,
+            "g": KEYFRAME_INTERVAL_S * request.fps,
+            "threads": threads,
+            "movflags": "+faststart",
+            **options,
+            "frames:v": frames,
+        }
+        with atomic_path(video) as tmp:
+            run_graph(picture.output(str(tmp), **arguments), what=f"rendering the audiogram {video.name} with {encoder}")
+
+
+def check_request(request: VideoRequest) -> None:
+    """Fail early, naming the file or field, on what ffmpeg would reject late or obscurely."""
+    for field, path in (("audio", request.audio), ("captions_ass", request.captions_ass)):
+        if not Path(path).is_file():
+            raise EngineError(f"{field.replace('_', ' ')} file not found: {path}", file=path, field=field)
+    if request.duration_s <= 0 or frame_count(request) < 1:
+        raise EngineError(f"duration must give at least one frame, got {request.duration_s} s at {request.fps} fps", field="duration_s")
+    for field, value in (("width", request.width), ("height", request.height)):
+        if value < 16 or value % 2:
+            raise EngineError(f"{field} must be an even number of pixels (yuv420p), at least 16; got {value}", field=field)
+    if request.fps < 1:
+        raise EngineError(f"fps must be at least 1, got {request.fps}", field="fps")
+
+
+def frame_count(request: VideoRequest) -> int:
+    return round(request.duration_s * request.fps)
+
+
+def audiogram_graph(request: VideoRequest, card: Path):
+    """The picture: the card repeated at ``fps``, the waveform overlaid on its panel, captions on top."""
+    layout = card_layout(request.width, request.height)
+    wave = layout.waveform
+    red, green, blue = palette_for(request.show).accent
+    background = (
+        ffmpeg.input(str(card))
+        .video.filter("format", "yuv420p")
+        .filter("loop", loop=-1, size=1)
+        .filter("settb", f"1/{request.fps}")
+        .filter("setpts", "N")
+    )
+    waveform = (
+        ffmpeg.input(str(request.audio))
+        .audio.filter("aformat", channel_layouts="mono")
+        .filter("showwaves", s=f"{wave.width}x{wave.height}", mode="cline", scale="sqrt", draw="full", rate=request.fps, colors=f"0x{red:02x}{green:02x}{blue:02x}")
+    )
+    picture = ffmpeg.overlay(background, waveform, x=wave.left, y=wave.top, format="yuv420", eof_action="pass")
+    return picture.filter("ass", filename=str(request.captions_ass))
+
+
+def encoder_options_for(encoder: str) -> dict[str, str]:
+    """Default options for a known H.264 encoder; none (ffmpeg's defaults) for any other."""
+    return encoder_options(encoder) if encoder in ("libx264", "h264_nvenc") else {}
+
+
+def usable_cpus() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def count_frames(video: Path) -> int:
+    """Frames in the rendered file, as its container records them."""
+    with av.open(str(video)) as container:
+        return container.streams.video[0].frames

@@ -1,0 +1,484 @@
+"""An offline talking-portrait animator: one photo, lips from the speech, blinks and a living head, on a CPU.
+
+How a frame is made (all of it precomputed once per portrait except a few small warps):
+
+* **Framing.** The photo is cropped around the face (head and shoulders), scaled once to the output
+  resolution plus a margin, and padded with a blurred copy of itself where the crop leaves the photo.
+* **Lips.** Piper's phoneme timing becomes two curves per frame, mouth *openness* and *width* (a small
+  IPA → viseme table, averaged over each frame and smoothed a little for coarticulation), scaled by the
+  speech energy of the host's audio. Without phonemes the energy alone drives the jaw. The lower face is
+  opened by a smooth displacement field (jaw and lower lip down, upper lip slightly up, corners in or out),
+  and the opening is filled with a shaded mouth cavity.
+* **Eyes** blink at seeded random intervals of about 3 to 5 seconds: the upper lid is pulled down by a
+  displacement field over each eye.
+* **Head**: a slow rotation, shift and scale made of incommensurate sines, plus a small nod with the
+  speech, applied as one affine warp that also maps the framing onto the output.
+
+Frames are produced one at a time and piped into ffmpeg (:class:`~podforge.media.layout.RawVideoWriter`);
+what is kept per frame is a handful of floats, so memory does not grow with the episode.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile
+from pydantic import BaseModel, ConfigDict, Field
+
+from podforge.engines.avatar_contract import AvatarRequest, AvatarResult, SpeakerAlignment
+from podforge.engines.base import Engine, PhonemeTiming, Resources
+from podforge.errors import EngineError
+from podforge.media.layout import RawVideoWriter, frame_count
+from podforge.media.portraits import Box, FaceGeometry, Portrait, load_portrait
+
+# --- visemes ---------------------------------------------------------------------------------------
+
+_VISEMES: dict[str, tuple[float, float]] = {}
+"""IPA symbol → (openness 0..1, width -1 rounded .. +1 spread)."""
+
+
+def _viseme(symbols: str, openness: float, width: float) -> None:
+    for symbol in symbols:
+        _VISEMES[symbol] = (openness, width)
+
+
+_viseme("pbm", 0.0, 0.0)  # lips pressed
+_viseme("fv", 0.12, 0.1)  # lower lip to teeth
+_viseme("θð", 0.25, 0.2)
+_viseme("tdnlszɾɹr", 0.28, 0.25)
+_viseme("ʃʒ", 0.22, -0.5)
+_viseme("kgŋxhɡ", 0.38, 0.0)
+_viseme("jç", 0.22, 0.5)
+_viseme("w", 0.15, -0.9)
+_viseme("aɑæɐʌ", 1.0, 0.1)
+_viseme("ɒ", 0.85, -0.3)
+_viseme("ɛeœ", 0.65, 0.45)
+_viseme("ɪiɨy", 0.4, 0.65)
+_viseme("əɜɚᵻ", 0.45, 0.0)
+_viseme("ɔo", 0.65, -0.6)
+_viseme("ʊuɯ", 0.35, -0.85)
+_STRESS = set("ˈˌ")  # belongs to the next sound
+_LENGTH = set("ːˑ")  # prolongs the previous sound
+_WORD_BREAK = " "
+_UNKNOWN_VOICED = (0.35, 0.0)
+
+
+def viseme_targets(phonemes: list[PhonemeTiming]) -> list[tuple[float, float, float, float]]:
+    """(start_s, end_s, openness, width) per phoneme; pauses and punctuation close the mouth."""
+    ordered = sorted(phonemes, key=lambda p: p.start_s)
+    values: list[tuple[float, float] | None] = []
+    for timing in ordered:
+        symbol = timing.phoneme
+        if symbol in _VISEMES:
+            values.append(_VISEMES[symbol])
+        elif symbol in _STRESS or symbol in _LENGTH or symbol == _WORD_BREAK:
+            values.append(None)  # resolved from the neighbours below
+        elif symbol.isalpha():
+            values.append(_UNKNOWN_VOICED)
+        else:
+            values.append((0.0, 0.0))  # punctuation, ^ $ _ pads: the mouth rests
+    resolved: list[tuple[float, float, float, float]] = []
+    for position, timing in enumerate(ordered):
+        value = values[position]
+        if value is None:
+            before = next((values[i] for i in range(position - 1, -1, -1) if values[i] is not None), (0.0, 0.0))
+            after = next((values[i] for i in range(position + 1, len(values)) if values[i] is not None), (0.0, 0.0))
+            if timing.phoneme in _STRESS:
+                value = after
+            elif timing.phoneme in _LENGTH:
+                value = before
+            else:  # between words in running speech the lips relax but rarely close
+                value = (0.5 * (before[0] + after[0]) * 0.5, 0.5 * (before[1] + after[1]))
+        resolved.append((timing.start_s, max(timing.start_s, timing.end_s), *value))
+    return resolved
+
+
+def frame_average(segments: list[tuple[float, float, float]], fps: int, frames: int) -> np.ndarray:
+    """Each frame's mean of a piecewise-constant signal given as (start_s, end_s, value); 0 elsewhere.
+
+    The integral of the signal is piecewise linear, so it is evaluated at the frame edges by
+    interpolation and differenced: exact box filtering in O(segments + frames).
+    """
+    if not segments:
+        return np.zeros(frames)
+    knots_t: list[float] = [0.0]
+    knots_area: list[float] = [0.0]
+    area = 0.0
+    for start, end, value in sorted(segments):
+        start = max(start, knots_t[-1])
+        if end <= start:
+            continue
+        knots_t.append(start)
+        knots_area.append(area)
+        area += value * (end - start)
+        knots_t.append(end)
+        knots_area.append(area)
+    edges = np.arange(frames + 1) / fps
+    integral = np.interp(edges, knots_t, knots_area)
+    return np.diff(integral) * fps
+
+
+def smooth(curve: np.ndarray, sigma_frames: float) -> np.ndarray:
+    if sigma_frames <= 0 or curve.size < 2:
+        return curve
+    radius = max(1, int(3 * sigma_frames))
+    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma_frames) ** 2)
+    kernel /= kernel.sum()
+    return np.convolve(np.pad(curve, radius, mode="edge"), kernel, mode="valid")
+
+
+# --- speech energy ---------------------------------------------------------------------------------
+
+
+def speech_envelope(audio: Path, offset_s: float, fps: int, frames: int, block_s: float = 2.0) -> np.ndarray:
+    """RMS of ``audio`` per video frame, the audio placed ``offset_s`` into the video (read in blocks)."""
+    sum_squares = np.zeros(frames)
+    counts = np.zeros(frames)
+    try:
+        info = soundfile.info(str(audio))
+        rate = info.samplerate
+        position = 0
+        for block in soundfile.blocks(str(audio), blocksize=max(1, int(block_s * rate)), dtype="float32", always_2d=True):
+            mono = block.mean(axis=1)
+            frame_index = np.floor((offset_s + (position + np.arange(len(mono))) / rate) * fps).astype(np.int64)
+            inside = (frame_index >= 0) & (frame_index < frames)
+            sum_squares += np.bincount(frame_index[inside], weights=mono[inside].astype(np.float64) ** 2, minlength=frames)[:frames]
+            counts += np.bincount(frame_index[inside], minlength=frames)[:frames]
+            position += len(mono)
+    except (soundfile.LibsndfileError, RuntimeError, OSError) as exc:
+        raise EngineError(f"cannot read the host's audio: {exc}", file=audio, field="audio") from None
+    return np.sqrt(np.divide(sum_squares, counts, out=np.zeros(frames), where=counts > 0))
+
+
+def interval_mask(intervals: list[tuple[float, float]], fps: int, frames: int) -> np.ndarray:
+    """Per frame, the fraction of it that lies inside ``intervals``."""
+    return np.clip(frame_average([(start, end, 1.0) for start, end in intervals], fps, frames), 0.0, 1.0)
+
+
+def normalised_energy(envelope: np.ndarray) -> np.ndarray:
+    """0..1 loudness: RMS over a robust reference level (90th percentile of the voiced frames), floor removed."""
+    voiced = envelope[envelope > 0.02 * envelope.max()] if envelope.size and envelope.max() > 0 else np.zeros(0)
+    if voiced.size == 0:
+        return np.zeros_like(envelope)
+    reference = float(np.percentile(voiced, 90))
+    relative = envelope / reference
+    return np.clip((relative - 0.08) / 0.92, 0.0, 1.0) ** 0.7
+
+
+@dataclass(frozen=True)
+class MouthCurves:
+    """Per frame: how far the mouth is open (0..1), how wide (-1..1), and the speech energy (0..1)."""
+
+    openness: np.ndarray
+    width: np.ndarray
+    energy: np.ndarray
+
+
+def mouth_curves(alignment: SpeakerAlignment, envelope: np.ndarray, fps: int) -> MouthCurves:
+    """Lip curves from phoneme timing, shaped by energy; from energy alone when there are no phonemes."""
+    frames = envelope.size
+    if alignment.intervals:
+        envelope = envelope * interval_mask(alignment.intervals, fps, frames)
+    energy = smooth(normalised_energy(envelope), 0.7)
+    if alignment.phonemes:
+        targets = viseme_targets(alignment.phonemes)
+        openness = frame_average([(s, e, o) for s, e, o, _ in targets], fps, frames)
+        width = frame_average([(s, e, w) for s, e, _, w in targets], fps, frames)
+        openness = smooth(openness, 0.8) * (0.4 + 0.6 * energy)
+        width = smooth(width, 1.0)
+    else:
+        openness = energy
+        width = np.zeros(frames)
+    return MouthCurves(openness=np.clip(openness, 0.0, 1.0), width=np.clip(width, -1.0, 1.0), energy=energy)
+
+
+# --- blinks and head motion ------------------------------------------------------------------------
+
+
+def blink_curve(frames: int, fps: int, rng: np.random.Generator, mean_gap_s: tuple[float, float] = (2.8, 5.2)) -> np.ndarray:
+    """Lid closure per frame (0 open .. 1 closed): quick close, slower open, every 3 to 5 s."""
+    closure = np.zeros(frames)
+    t = rng.uniform(0.8, 2.5)
+    duration_s = frames / fps
+    close_s, open_s = 0.08, 0.16
+    while t < duration_s:
+        first, last = max(0, int(t * fps)), min(frames, int((t + close_s + open_s) * fps) + 2)
+        local = np.arange(first, last) / fps - t
+        shape = np.where(local < close_s, local / close_s, 1 - (local - close_s) / open_s)
+        closure[first:last] = np.maximum(closure[first:last], np.clip(shape, 0, 1) ** 0.6)
+        t += rng.uniform(*mean_gap_s) + close_s + open_s
+    return closure
+
+
+@dataclass(frozen=True)
+class HeadMotion:
+    """Per frame: rotation (degrees), shift (fractions of the face height) and scale change."""
+
+    angle_deg: np.ndarray
+    shift_x: np.ndarray
+    shift_y: np.ndarray
+    scale: np.ndarray
+
+
+def head_motion(frames: int, fps: int, rng: np.random.Generator, energy: np.ndarray, amount: float = 1.0) -> HeadMotion:
+    """Slow wandering (sums of sines with random, incommensurate periods) plus a small nod with speech."""
+    t = np.arange(frames) / fps
+
+    def wander(amplitude: float) -> np.ndarray:
+        periods = rng.uniform(3.0, 11.0, size=3)
+        phases = rng.uniform(0, 2 * math.pi, size=3)
+        weights = np.array([1.0, 0.6, 0.35])
+        waves = sum(w * np.sin(2 * math.pi * t / p + ph) for w, p, ph in zip(weights, periods, phases))
+        return amplitude * amount * waves / weights.sum()
+
+    nod = smooth(energy, 3.0) * 0.012 * amount
+    return HeadMotion(angle_deg=wander(2.2), shift_x=wander(0.035), shift_y=wander(0.02) + nod, scale=wander(0.012))
+
+
+# --- the rig: a portrait prepared for fast per-frame warps -----------------------------------------
+
+FACE_HEIGHTS_IN_FRAME = 3.0
+"""The output frame's height in face heights (head and shoulders)."""
+FACE_CENTRE_FROM_TOP = 0.42
+MOTION_MARGIN = 0.08
+
+
+@dataclass
+class _Warp:
+    """A rectangle of the base image with its sampling grid, re-sampled each frame by a displacement field."""
+
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+    grid_x: np.ndarray
+    grid_y: np.ndarray
+
+    @classmethod
+    def around(cls, x0: float, y0: float, x1: float, y1: float, shape: tuple[int, ...]) -> _Warp:
+        left, top = max(0, int(math.floor(x0))), max(0, int(math.floor(y0)))
+        right, bottom = min(shape[1], int(math.ceil(x1))), min(shape[0], int(math.ceil(y1)))
+        if right - left < 2 or bottom - top < 2:
+            raise EngineError("the face is too close to the edge of the portrait to animate", field="portrait")
+        grid_x, grid_y = np.meshgrid(np.arange(left, right, dtype=np.float32), np.arange(top, bottom, dtype=np.float32))
+        return cls(top, bottom, left, right, grid_x, grid_y)
+
+
+def _smoothstep(edge0: float, edge1: float, x: np.ndarray) -> np.ndarray:
+    t = np.clip((x - edge0) / (edge1 - edge0), 0.0, 1.0)
+    return t * t * (3 - 2 * t)
+
+
+class PortraitRig:
+    """A portrait framed for an output size, with the lip, lid and head warps precomputed."""
+
+    def __init__(self, portrait: Portrait, width: int, height: int):
+        import cv2
+
+        self.width, self.height = width, height
+        self.base, self.face, self._to_output = _frame_portrait(portrait.rgb, portrait.face, width, height)
+        self.canvas = self.base.copy()
+        self._mouth = self._mouth_fields()
+        self._eyes = [self._eye_fields(eye) for eye in (self.face.left_eye, self.face.right_eye)]
+        self._pivot = (self.face.face.cx, self.face.chin_y)
+        self._cv2 = cv2
+
+    # Lips: the jaw and lower lip move down, the upper lip a little up, and the corners in or out.
+    def _mouth_fields(self) -> dict[str, Any]:
+        face, mouth = self.face.face, self.face.mouth
+        fh = face.h
+        line_y = mouth.cy
+        self.jaw_drop = 0.13 * fh
+        self.lip_raise = 0.03 * fh
+        warp = _Warp.around(face.cx - 0.62 * face.w, line_y - 0.2 * fh, face.cx + 0.62 * face.w, self.face.chin_y + 0.5 * fh, self.base.shape)
+        dx = warp.grid_x - face.cx
+        across_jaw = np.exp(-((np.abs(dx) / (0.36 * face.w)) ** 4))
+        below_line = _smoothstep(line_y - 0.01 * fh, line_y + 0.05 * fh, warp.grid_y) * (1 - _smoothstep(self.face.chin_y, self.face.chin_y + 0.45 * fh, warp.grid_y))
+        above_line = 1 - _smoothstep(line_y - 0.12 * fh, line_y, warp.grid_y)
+        above_line = np.where(warp.grid_y <= line_y, 1 - above_line, 0.0)
+        around_lips = np.exp(-((dx / (0.55 * mouth.w)) ** 2) - ((warp.grid_y - line_y) / (0.09 * fh)) ** 2)
+        return {
+            "warp": warp,
+            "down": (across_jaw * below_line).astype(np.float32),
+            "up": (np.exp(-((dx / (0.5 * mouth.w)) ** 2)) * above_line).astype(np.float32),
+            "corners": (dx * around_lips).astype(np.float32),
+            "line_y": line_y,
+        }
+
+    # Lids: inside each eye's box the picture is pulled down from above, the lid covering the eye.
+    def _eye_fields(self, eye: Box) -> dict[str, Any]:
+        warp = _Warp.around(eye.x - 0.35 * eye.w, eye.y - 1.2 * eye.h, eye.x + 1.35 * eye.w, eye.y + 1.5 * eye.h, self.base.shape)
+        across = np.exp(-(((warp.grid_x - eye.cx) / (0.62 * eye.w)) ** 4))
+        rise = _smoothstep(eye.y - 1.2 * eye.h, eye.y - 0.1 * eye.h, warp.grid_y)
+        fall = 1 - _smoothstep(eye.y + 0.9 * eye.h, eye.y + 1.4 * eye.h, warp.grid_y)
+        return {"warp": warp, "pull": (across * rise * fall).astype(np.float32), "travel": 1.15 * eye.h, "eye": eye}
+
+    def render(self, openness: float, width: float, closure: float, angle_deg: float, shift_x: float, shift_y: float, scale: float) -> np.ndarray:
+        """One output frame (RGB uint8, height × width × 3) for this state of lips, lids and head."""
+        cv2 = self._cv2
+        canvas = self.canvas
+        mouth = self._mouth
+        warp: _Warp = mouth["warp"]
+        if openness > 0.01 or abs(width) > 0.02:
+            map_x = warp.grid_x + (-0.12 * width) * mouth["corners"]
+            map_y = warp.grid_y - (openness * self.jaw_drop) * mouth["down"] + (openness * self.lip_raise) * mouth["up"]
+            cv2.remap(self.base, map_x, map_y, cv2.INTER_LINEAR, dst=canvas[warp.y0 : warp.y1, warp.x0 : warp.x1], borderMode=cv2.BORDER_REFLECT)
+            self._paint_cavity(openness, width)
+        else:
+            canvas[warp.y0 : warp.y1, warp.x0 : warp.x1] = self.base[warp.y0 : warp.y1, warp.x0 : warp.x1]
+        for eye in self._eyes:
+            ew: _Warp = eye["warp"]
+            if closure > 0.02:
+                map_y = ew.grid_y - (closure * eye["travel"]) * eye["pull"]
+                cv2.remap(self.base, ew.grid_x, map_y, cv2.INTER_LINEAR, dst=canvas[ew.y0 : ew.y1, ew.x0 : ew.x1], borderMode=cv2.BORDER_REFLECT)
+                self._paint_lash(eye, closure)
+            else:
+                canvas[ew.y0 : ew.y1, ew.x0 : ew.x1] = self.base[ew.y0 : ew.y1, ew.x0 : ew.x1]
+        fh = self.face.face.h
+        motion = cv2.getRotationMatrix2D(self._pivot, angle_deg, 1.0 + scale)
+        motion[0, 2] += shift_x * fh
+        motion[1, 2] += shift_y * fh
+        matrix = self._to_output @ np.vstack([motion, [0.0, 0.0, 1.0]])
+        return cv2.warpAffine(canvas, matrix[:2], (self.width, self.height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+    def _paint_cavity(self, openness: float, width: float) -> None:
+        """A dark, soft-edged mouth opening between the moved lips, lit a little at the top (teeth)."""
+        mouth = self.face.mouth
+        gap = openness * (self.jaw_drop + self.lip_raise)
+        if gap < 1.0:
+            return
+        centre_x = mouth.cx
+        centre_y = self._mouth["line_y"] + 0.5 * openness * (self.jaw_drop - self.lip_raise)
+        radius_x = 0.5 * mouth.w * (0.78 + 0.16 * width)
+        radius_y = 0.48 * gap
+        x0, x1 = int(centre_x - radius_x) - 2, int(centre_x + radius_x) + 3
+        y0, y1 = int(centre_y - radius_y) - 2, int(centre_y + radius_y) + 3
+        x0, y0 = max(0, x0), max(0, y0)
+        x1, y1 = min(self.canvas.shape[1], x1), min(self.canvas.shape[0], y1)
+        if x1 <= x0 or y1 <= y0:
+            return
+        ys, xs = np.ogrid[y0:y1, x0:x1]
+        distance = np.sqrt(((xs - centre_x) / radius_x) ** 2 + ((ys - centre_y) / max(radius_y, 0.5)) ** 2)
+        alpha = np.clip((1.0 - distance) * max(radius_y, 2.0) / 1.5, 0.0, 1.0) * 0.92
+        depth = (ys - (centre_y - radius_y)) / max(2 * radius_y, 1.0)
+        teeth = np.clip(1.0 - depth / 0.28, 0.0, 1.0) * min(1.0, openness * 2.5)
+        colour = (1 - teeth)[..., None] * np.array([58.0, 22.0, 26.0]) + teeth[..., None] * np.array([206.0, 196.0, 186.0])
+        region = self.canvas[y0:y1, x0:x1].astype(np.float32)
+        blended = region * (1 - alpha[..., None]) + colour * alpha[..., None]
+        self.canvas[y0:y1, x0:x1] = blended.astype(np.uint8)
+
+    def _paint_lash(self, eye: dict[str, Any], closure: float) -> None:
+        """Darken the closing lid's edge a little so a closed eye reads as closed."""
+        box: Box = eye["eye"]
+        edge_y = box.y + closure * box.h * 0.95
+        x0, x1 = int(box.x), int(box.x + box.w) + 1
+        y0, y1 = int(edge_y - 0.2 * box.h), int(edge_y + 0.2 * box.h) + 1
+        x0, y0 = max(0, x0), max(0, y0)
+        x1, y1 = min(self.canvas.shape[1], x1), min(self.canvas.shape[0], y1)
+        if x1 <= x0 or y1 <= y0:
+            return
+        ys, xs = np.ogrid[y0:y1, x0:x1]
+        across = np.exp(-(((xs - box.cx) / (0.45 * box.w)) ** 4))
+        along = np.exp(-(((ys - edge_y) / max(0.1 * box.h, 0.6)) ** 2))
+        shade = 1.0 - 0.45 * closure * across * along
+        self.canvas[y0:y1, x0:x1] = (self.canvas[y0:y1, x0:x1] * shade[..., None]).astype(np.uint8)
+
+
+def _frame_portrait(rgb: np.ndarray, face: FaceGeometry, width: int, height: int) -> tuple[np.ndarray, FaceGeometry, np.ndarray]:
+    """Crop head and shoulders to the output's aspect, scale to the output (plus a margin for motion).
+
+    Returns the base image, the face in its coordinates, and the 3×3 matrix from base to output pixels.
+    """
+    import cv2
+
+    image_h, image_w = rgb.shape[:2]
+    crop_h = min(FACE_HEIGHTS_IN_FRAME * face.face.h, max(image_h, 1.6 * face.face.h))
+    crop_h = max(crop_h, 1.6 * face.face.h)
+    crop_w = crop_h * width / height
+    scale = height / crop_h
+    margin_x, margin_y = MOTION_MARGIN * crop_w, MOTION_MARGIN * crop_h
+    left = face.face.cx - crop_w / 2 - margin_x
+    top = face.face.cy - FACE_CENTRE_FROM_TOP * crop_h - margin_y
+    base_w, base_h = round((crop_w + 2 * margin_x) * scale), round((crop_h + 2 * margin_y) * scale)
+    # source pixel (u, v) -> base pixel ((u - left) * scale, (v - top) * scale)
+    to_base = np.array([[scale, 0.0, -left * scale], [0.0, scale, -top * scale]])
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    sharp = cv2.warpAffine(rgb, to_base, (base_w, base_h), flags=interpolation, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+    inside = cv2.warpAffine(np.full((image_h, image_w), 255, np.uint8), to_base, (base_w, base_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    if inside.min() < 255:
+        backdrop = cv2.GaussianBlur(cv2.resize(rgb, (base_w, base_h), interpolation=cv2.INTER_AREA), (0, 0), sigmaX=max(base_w, base_h) / 30)
+        backdrop = (backdrop * 0.55).astype(np.uint8)
+        feather = cv2.GaussianBlur(inside, (0, 0), sigmaX=max(2.0, base_h / 200)).astype(np.float32)[..., None] / 255.0
+        feather = np.minimum(feather, inside[..., None] / 255.0)
+        sharp = (sharp * feather + backdrop * (1 - feather)).astype(np.uint8)
+    to_output = np.array([[1.0, 0.0, -margin_x * scale], [0.0, 1.0, -margin_y * scale], [0.0, 0.0, 1.0]])
+    return sharp, face.transformed(scale, -left * scale, -top * scale), to_output
+
+
+# --- the engine ------------------------------------------------------------------------------------
+
+
+class PortraitSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    head_motion: float = Field(default=1.0, ge=0, le=3, description="0 keeps the head still")
+    blinks: bool = True
+
+
+def animate_frames(rig: PortraitRig, curves: MouthCurves, closure: np.ndarray, motion: HeadMotion) -> Iterator[np.ndarray]:
+    for i in range(curves.openness.size):
+        yield rig.render(
+            float(curves.openness[i]),
+            float(curves.width[i]),
+            float(closure[i]),
+            float(motion.angle_deg[i]),
+            float(motion.shift_x[i]),
+            float(motion.shift_y[i]),
+            float(motion.scale[i]),
+        )
+
+
+class PortraitEngine(Engine[AvatarRequest, AvatarResult]):
+    """The offline talking portrait: OpenCV warps on the CPU, in-process, no model weights beyond Haar cascades."""
+
+    name = "portrait"
+    kind = "avatar"
+    version = "1"
+    Request = AvatarRequest
+    Result = AvatarResult
+
+    def __init__(self, settings: dict[str, Any] | None = None):
+        super().__init__(settings)
+        self.options = PortraitSettings.model_validate(self.settings)
+
+    @classmethod
+    def resources_for(cls, settings: dict[str, Any]) -> Resources:
+        return Resources(device="cpu")
+
+    def run(self, request: AvatarRequest, workdir: Path) -> AvatarResult:
+        portrait = load_portrait(request.portrait, request.speaker)
+        width, height = request.width - request.width % 2, request.height - request.height % 2
+        rig = PortraitRig(portrait, width, height)
+        frames = frame_count(request.duration_s, request.fps)
+        envelope = speech_envelope(request.audio, request.audio_offset_s, request.fps, frames)
+        curves = mouth_curves(request.alignment, envelope, request.fps)
+        rng = np.random.default_rng([request.seed, _stable_hash(request.speaker)])
+        closure = blink_curve(frames, request.fps, rng) if self.options.blinks else np.zeros(frames)
+        motion = head_motion(frames, request.fps, rng, curves.energy, self.options.head_motion)
+        video = workdir / "avatar.mp4"
+        with RawVideoWriter(video, width, height, request.fps, encoder=request.encoder, encoder_options=request.encoder_options) as writer:
+            for frame in animate_frames(rig, curves, closure, motion):
+                writer.write(frame)
+        notes = {"face_detector": "opencv-haar", "eyes": "detected" if portrait.face.eyes_detected else "estimated", "mouth": "detected" if portrait.face.mouth_detected else "estimated"}
+        if portrait.downscaled:
+            notes["portrait"] = f"downscaled from {portrait.original_size[0]}×{portrait.original_size[1]} to {portrait.rgb.shape[1]}×{portrait.rgb.shape[0]} (file unchanged)"
+        return AvatarResult(video=video, frames=writer.frames, encoder=request.encoder, notes=notes)
+
+
+def _stable_hash(text: str) -> int:
+    return int.from_bytes(text.encode("utf-8")[:8].ljust(8, b"\0"), "little")

@@ -1,0 +1,405 @@
+"""GPUs: what NVML sees, VRAM-weighted scheduling with Prefect, telemetry and the silent-CPU-fallback guard.
+
+* :func:`list_gpus` asks NVML (``nvidia-ml-py``) for the GPUs; none without a driver (``NVMLError``).
+* :func:`ensure_gpu_limits` creates or updates one Prefect global concurrency limit per GPU whose slots are
+  its VRAM in whole GiB; :func:`gpu_slots` holds as many slots as a step needs (``strict=True``, so a
+  missing limit is an error rather than a silently skipped limit).
+* :class:`GpuSampler` samples NVML about twice a second for a runner process and its children; the samples
+  become :class:`~podforge.steps.GpuUsage` (:func:`usage_from_samples`) and are judged by the guard
+  (:func:`assess_fallback`): a step that asked for CUDA but never appeared on a GPU, or kept it near 0%.
+* :func:`gpu_step` puts these together around one engine step; :func:`resolve_device` applies the rule for
+  machines without a GPU (CPU only where the engine or the config allows it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import psutil
+import pynvml
+from pydantic import BaseModel, ConfigDict, Field
+
+from podforge.engines.base import EngineSpec
+from podforge.errors import EngineError
+from podforge.runner import RunnerResponse, observe_runners, step_logger
+from podforge.steps import GpuUsage
+
+SAMPLE_INTERVAL_S = 0.5
+GIB = 1024**3
+MIB = 1024**2
+
+
+class GpuSettings(BaseModel):
+    """The ``gpu:`` section of the config."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cpu_fallback: bool = Field(default=False, description="let every GPU engine run on the CPU when no GPU is found")
+    guard: Literal["warn", "fail", "off"] = Field(default="warn", description="what a suspected silent CPU fallback does")
+    min_utilization: float = Field(default=5.0, ge=0, le=100, description="mean GPU utilisation (%) below which a CUDA step is flagged")
+    gpu_index: int = Field(default=0, ge=0, description="the GPU (NVML index) that GPU steps run on")
+    price_as: str = Field(default="t4", description="the pricing.yaml GPU that GPU-seconds are priced on")
+
+
+class GpuInfo(BaseModel):
+    index: int
+    name: str
+    uuid: str
+    memory_total_bytes: int
+    driver_version: str
+
+    @property
+    def vram_gb(self) -> int:
+        """Whole GiB of VRAM: the number of scheduling slots this GPU has."""
+        return self.memory_total_bytes // GIB
+
+
+class NvmlReport(BaseModel):
+    """What NVML says about this machine, or why it could not say anything."""
+
+    gpus: list[GpuInfo] = Field(default_factory=list)
+    driver_version: str | None = None
+    cuda_driver_version: str | None = Field(default=None, description="the newest CUDA the driver supports, e.g. 12.4")
+    error: str | None = None
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def nvml_report() -> NvmlReport:
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError as exc:
+        return NvmlReport(error=f"{type(exc).__name__}: {exc}")
+    try:
+        driver = _text(pynvml.nvmlSystemGetDriverVersion())
+        cuda = pynvml.nvmlSystemGetCudaDriverVersion()
+        gpus = []
+        for index in range(pynvml.nvmlDeviceGetCount()):
+            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
+            gpus.append(
+                GpuInfo(
+                    index=index,
+                    name=_text(pynvml.nvmlDeviceGetName(handle)),
+                    uuid=_text(pynvml.nvmlDeviceGetUUID(handle)),
+                    memory_total_bytes=int(memory.total),
+                    driver_version=driver,
+                )
+            )
+        return NvmlReport(gpus=gpus, driver_version=driver, cuda_driver_version=f"{cuda // 1000}.{cuda % 1000 // 10}")
+    except pynvml.NVMLError as exc:
+        return NvmlReport(error=f"{type(exc).__name__}: {exc}")
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def list_gpus() -> list[GpuInfo]:
+    """The GPUs NVML sees; empty on a machine without an NVIDIA driver."""
+    return nvml_report().gpus
+
+
+# --- scheduling -----------------------------------------------------------------------------------------
+
+
+def limit_name(gpu_index: int) -> str:
+    return f"gpu-{gpu_index}-vram-gb"
+
+
+def ensure_gpu_limits(gpus: Iterable[GpuInfo]) -> dict[str, int]:
+    """Create or update one Prefect global concurrency limit per GPU (slots = VRAM in whole GiB)."""
+    from prefect.client.orchestration import get_client
+
+    limits = {limit_name(gpu.index): gpu.vram_gb for gpu in gpus}
+    if limits:
+        with get_client(sync_client=True) as client:
+            for name, slots in limits.items():
+                client.upsert_global_concurrency_limit_by_name(name, slots)
+    return limits
+
+
+@contextlib.contextmanager
+def gpu_slots(vram_gb: float, gpu_index: int = 0) -> Iterator[int]:
+    """Hold ``ceil(vram_gb)`` slots (at least one) of GPU ``gpu_index``'s limit while the block runs."""
+    from prefect.concurrency._asyncio import ConcurrencySlotAcquisitionError
+    from prefect.concurrency.sync import concurrency
+
+    name = limit_name(gpu_index)
+    occupy = max(1, math.ceil(vram_gb))
+    held = contextlib.ExitStack()
+    try:
+        held.enter_context(concurrency(name, occupy=occupy, strict=True))
+    except ConcurrencySlotAcquisitionError as exc:  # prefect 3.8 exports it only from this module
+        raise EngineError(
+            f"cannot take {occupy} GB of GPU {gpu_index}'s slots from Prefect limit {name!r} ({exc}); "
+            "the flow creates the limits at start with podforge.gpu.ensure_gpu_limits(list_gpus())",
+            field="gpu",
+        ) from None
+    with held:
+        yield occupy
+
+
+# --- telemetry ------------------------------------------------------------------------------------------
+
+
+class NvmlProcess(BaseModel):
+    """One entry of ``nvmlDeviceGetComputeRunningProcesses`` (an ``nvmlProcessInfo_t``)."""
+
+    pid: int
+    usedGpuMemory: int | None = Field(default=None, description="bytes; None where NVML cannot tell (Windows WDDM)")
+
+
+class NvmlUtilization(BaseModel):
+    """``nvmlDeviceGetUtilizationRates``: percent of the last sample period the GPU / memory was busy."""
+
+    gpu: int
+    memory: int = 0
+
+
+class NvmlDeviceSample(BaseModel):
+    index: int
+    utilization: NvmlUtilization | None = None
+    processes: list[NvmlProcess] = Field(default_factory=list)
+
+
+class NvmlSample(BaseModel):
+    """One look at every GPU, and which pids were the step's at that moment."""
+
+    t: float
+    watched_pids: list[int]
+    devices: list[NvmlDeviceSample]
+
+    def step_devices(self) -> list[NvmlDeviceSample]:
+        """The devices on which one of the watched processes had a compute context."""
+        watched = set(self.watched_pids)
+        return [device for device in self.devices if any(p.pid in watched for p in device.processes)]
+
+    def step_memory_bytes(self) -> int:
+        watched = set(self.watched_pids)
+        return sum(p.usedGpuMemory or 0 for device in self.devices for p in device.processes if p.pid in watched)
+
+
+def device_sample(index: int, utilization: Any, processes: Iterable[Any]) -> NvmlDeviceSample:
+    """Convert pynvml's structures (``c_nvmlUtilization_t``, ``c_nvmlProcessInfo_t``) into a sample."""
+    return NvmlDeviceSample(
+        index=index,
+        utilization=NvmlUtilization(gpu=int(utilization.gpu), memory=int(utilization.memory)) if utilization is not None else None,
+        processes=[NvmlProcess(pid=int(p.pid), usedGpuMemory=None if p.usedGpuMemory is None else int(p.usedGpuMemory)) for p in processes],
+    )
+
+
+def load_samples(path: Path) -> list[NvmlSample]:
+    """Samples from a JSON-lines file (``#`` lines are comments), as recorded by :class:`GpuSampler`."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    return [NvmlSample.model_validate(json.loads(line)) for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+def usage_from_samples(samples: list[NvmlSample]) -> GpuUsage:
+    """GPU-seconds (time the step held a GPU, per GPU), peak VRAM and mean utilisation while it did."""
+    gpu_seconds = 0.0
+    for sample, following in zip(samples, samples[1:]):
+        gpu_seconds += len(sample.step_devices()) * (following.t - sample.t)
+    busy = [device.utilization.gpu for sample in samples for device in sample.step_devices() if device.utilization is not None]
+    peak_bytes = max((sample.step_memory_bytes() for sample in samples), default=0)
+    return GpuUsage(
+        gpu_seconds=round(gpu_seconds, 3),
+        peak_vram_mb=round(peak_bytes / MIB, 1),
+        mean_utilization=round(sum(busy) / len(busy), 1) if busy else 0.0,
+        samples=len(samples),
+    )
+
+
+def assess_fallback(
+    requested_device: str,
+    samples: list[NvmlSample],
+    *,
+    min_util: float = 5.0,
+    min_samples: int = 3,
+    reported_device: str | None = None,
+) -> str | None:
+    """Why a step that asked for CUDA looks like it silently ran on the CPU, or None.
+
+    Flags: the runner itself said it ran on the CPU; its processes never appeared on any GPU; or they
+    did but utilisation stayed below ``min_util`` percent. With fewer than ``min_samples`` samples (no
+    NVML, or a step too short to judge) only the runner's own report counts.
+    """
+    if requested_device != "cuda":
+        return None
+    if reported_device is not None and reported_device != "cuda":
+        return f"asked for CUDA but the runner reported that it ran on {reported_device!r}"
+    if len(samples) < min_samples:
+        return None
+    seconds = samples[-1].t - samples[0].t
+    present = [sample for sample in samples if sample.step_devices()]
+    if not present:
+        return (
+            f"asked for CUDA but its processes never appeared on a GPU in {len(samples)} NVML samples over {seconds:.1f} s: "
+            "the model most likely ran on the CPU (run `podforge envs doctor`; in a container, NVML may not see this PID namespace)"
+        )
+    usage = usage_from_samples(samples)
+    if usage.mean_utilization < min_util:
+        return (
+            f"asked for CUDA and held {usage.peak_vram_mb:.0f} MB on the GPU, but utilisation averaged {usage.mean_utilization:.1f}% "
+            f"(below {min_util:g}%) over {len(present)} samples: the model or its inputs were probably left on the CPU"
+        )
+    return None
+
+
+class GpuSampler:
+    """Samples NVML every ``interval_s`` in a thread for the watched pids and their children.
+
+    Without NVML it records nothing, and :meth:`stop` returns an all-zero :class:`GpuUsage`.
+    """
+
+    def __init__(self, pid: int | None = None, *, interval_s: float = SAMPLE_INTERVAL_S):
+        self.interval_s = interval_s
+        self.samples: list[NvmlSample] = []
+        self._roots: set[int] = {pid} if pid is not None else set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, pid: int) -> None:
+        with self._lock:
+            self._roots.add(pid)
+
+    def start(self) -> bool:
+        """Start sampling; False (and nothing recorded) when NVML is not available."""
+        try:
+            pynvml.nvmlInit()
+        except pynvml.NVMLError:
+            return False
+        self._thread = threading.Thread(target=self._run, name="podforge-gpu-sampler", daemon=True)
+        self._thread.start()
+        return True
+
+    def stop(self) -> GpuUsage:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+            pynvml.nvmlShutdown()
+        return usage_from_samples(self.samples)
+
+    def __enter__(self) -> GpuSampler:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
+        while True:
+            self.samples.append(self._sample(handles))
+            if self._stop.wait(self.interval_s):
+                self.samples.append(self._sample(handles))  # close the last interval
+                return
+
+    def _watched_pids(self) -> list[int]:
+        """The watched pids and their children; this process alone while nothing is watched yet."""
+        with self._lock:
+            roots = set(self._roots)
+        if not roots:
+            return [os.getpid()]
+        watched = set(roots)
+        for pid in roots:
+            with contextlib.suppress(psutil.Error):
+                watched.update(child.pid for child in psutil.Process(pid).children(recursive=True))
+        return sorted(watched)
+
+    def _sample(self, handles: list[Any]) -> NvmlSample:
+        devices = []
+        for index, handle in enumerate(handles):
+            try:
+                utilization = pynvml.nvmlDeviceGetUtilizationRates(handle)
+            except pynvml.NVMLError:
+                utilization = None
+            try:
+                processes = pynvml.nvmlDeviceGetComputeRunningProcesses(handle)
+            except pynvml.NVMLError:
+                processes = []
+            devices.append(device_sample(index, utilization, processes))
+        return NvmlSample(t=time.time(), watched_pids=self._watched_pids(), devices=devices)
+
+
+# --- one GPU step ---------------------------------------------------------------------------------------
+
+
+def resolve_device(spec: EngineSpec, settings: GpuSettings, gpus: list[GpuInfo]) -> EngineSpec:
+    """``spec`` as it will run here: unchanged, or moved to the CPU when no GPU exists and that is allowed.
+
+    The CPU spec says ``device: cpu`` in its settings (the engine reads it) and so gets its own cache key.
+    """
+    if spec.resources.device != "cuda" or gpus:
+        return spec
+    if not (spec.resources.cpu_fallback or settings.cpu_fallback):
+        raise EngineError(
+            f"engine {spec.name!r} needs a CUDA GPU, but no NVIDIA GPU was found (NVML sees none); "
+            "to run it on the CPU (slowly), set `gpu: {cpu_fallback: true}` in your config, or choose a CPU engine",
+            field=f"engines.{spec.name}",
+        )
+    step_logger().warning("no GPU found: engine %r falls back to the CPU", spec.name)
+    return spec.model_copy(
+        update={
+            "settings": {**spec.settings, "device": "cpu"},
+            "resources": spec.resources.model_copy(update={"device": "cpu", "vram_gb": 0.0}),
+        }
+    )
+
+
+class GpuStep:
+    """Telemetry for one step: watches the runners it starts and judges what they did on the GPU."""
+
+    def __init__(self, requested_device: str, gpu_index: int | None):
+        self.requested_device = requested_device
+        self.gpu_index = gpu_index
+        self.reported_device: str | None = None
+        self.sampler = GpuSampler()
+        self.usage = GpuUsage()
+
+    def runner_env(self) -> dict[str, str]:
+        if self.gpu_index is None:
+            return {}
+        return {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": str(self.gpu_index)}
+
+    def runner_started(self, pid: int) -> None:
+        self.sampler.watch(pid)
+
+    def runner_finished(self, response: RunnerResponse) -> None:
+        self.reported_device = response.device
+
+
+@contextlib.contextmanager
+def gpu_step(spec: EngineSpec, settings: GpuSettings) -> Iterator[GpuStep]:
+    """Around one engine step: GPU slots and NVML telemetry for a CUDA step, the guard afterwards.
+
+    ``step.usage`` holds the measurements (and the flag) once the block has finished. Until a runner
+    starts, the sampler watches this process (an in-process engine starts none).
+    """
+    cuda = spec.resources.device == "cuda"
+    step = GpuStep(spec.resources.device, settings.gpu_index if cuda else None)
+    if not cuda:
+        yield step
+        return
+    with gpu_slots(spec.resources.vram_gb, settings.gpu_index), observe_runners(step):
+        step.sampler.start()
+        try:
+            yield step
+        finally:
+            step.usage = step.sampler.stop()
+    flag = assess_fallback("cuda", step.sampler.samples, min_util=settings.min_utilization, reported_device=step.reported_device)
+    if flag and settings.guard != "off":
+        step.usage = step.usage.model_copy(update={"flagged": flag})
+        if settings.guard == "fail":
+            raise EngineError(f"engine {spec.name!r} {flag}", field="gpu.guard")
+        step_logger().warning("engine %r %s", spec.name, flag)

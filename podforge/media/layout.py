@@ -1,0 +1,238 @@
+"""Frames into ffmpeg through a pipe, and the multi-host layout that shows who speaks.
+
+:class:`RawVideoWriter` streams RGB frames to ffmpeg's stdin (``rawvideo``), so a video of any length is
+made with one frame in memory and no file per frame. :func:`compose_layout` reads one video per host
+(a talking portrait, or any other picture for a host without one, such as that host's audiogram) frame
+by frame with PyAV and lays them out for the episode:
+
+* ``side_by_side``: every host in a tile; the speaking host's tile at full brightness with a coloured
+  frame, the others dimmed;
+* ``cut``: the speaking host fills the picture.
+
+Who speaks comes from :class:`~podforge.engines.avatar_contract.SpeakerTurn` s, which change exactly at
+line boundaries, so the picture switches on the frame where the next host's line starts.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import subprocess
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Literal
+
+import av
+import ffmpeg as ffmpeg_graph
+import numpy as np
+
+from podforge.engines.avatar_contract import SpeakerTurn
+from podforge.errors import EngineError
+from podforge.io import atomic_path
+from podforge.media.ffmpeg import ffmpeg_exe
+
+LayoutMode = Literal["side_by_side", "cut"]
+HIGHLIGHT_RGB = (255, 196, 40)
+INACTIVE_BRIGHTNESS = 0.5
+BACKGROUND_RGB = (18, 20, 26)
+
+
+class RawVideoWriter:
+    """Encode RGB frames written one by one to an MP4, atomically (the file appears only when complete).
+
+    ::
+
+        with RawVideoWriter(path, 512, 512, 25) as writer:
+            for frame in frames:
+                writer.write(frame)
+    """
+
+    def __init__(self, path: Path, width: int, height: int, fps: int, *, encoder: str = "libx264", encoder_options: dict[str, str] | None = None, binary: str | None = None):
+        if width % 2 or height % 2:
+            raise EngineError(f"video size {width}×{height} must be even for yuv420p", field="video")
+        self.path = Path(path)
+        self.width, self.height, self.fps = width, height, fps
+        self.encoder = encoder
+        self.encoder_options = dict(encoder_options or {})
+        self.binary = binary
+        self.frames = 0
+        self._frame_bytes = width * height * 3
+        self._atomic = atomic_path(self.path)
+        self._process: subprocess.Popen | None = None
+        self._log = tempfile.TemporaryFile()
+
+    def __enter__(self) -> RawVideoWriter:
+        tmp = self._atomic.__enter__()
+        graph = ffmpeg_graph.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{self.width}x{self.height}", framerate=self.fps).output(
+            str(tmp), vcodec=self.encoder, pix_fmt="yuv420p", an=None, **self.encoder_options
+        )
+        args = ffmpeg_graph.compile(graph, cmd="ffmpeg", overwrite_output=True)[1:]
+        self._process = subprocess.Popen([ffmpeg_exe(self.binary), "-hide_banner", "-loglevel", "error", *args], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log)
+        return self
+
+    def write(self, frame: np.ndarray) -> None:
+        if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
+            raise ValueError(f"frame must be uint8 {self.height}×{self.width}×3, got {frame.dtype} {frame.shape}")
+        assert self._process is not None and self._process.stdin is not None
+        try:
+            self._process.stdin.write(np.ascontiguousarray(frame).data)
+        except BrokenPipeError:
+            self._process.wait()
+            raise EngineError(f"ffmpeg ({self.encoder}) stopped after {self.frames} frames:\n{self._log_tail()}", field="ffmpeg") from None
+        self.frames += 1
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        process = self._process
+        assert process is not None and process.stdin is not None
+        try:
+            process.stdin.close()
+        except BrokenPipeError:
+            pass
+        returncode = process.wait()
+        failure = None
+        if exc_type is None and returncode != 0:
+            failure = EngineError(f"ffmpeg ({self.encoder}) failed while encoding {self.path.name} (exit {returncode}):\n{self._log_tail()}", field="ffmpeg")
+        self._log.close()
+        if failure is not None:
+            self._atomic.__exit__(EngineError, failure, None)  # removes the partial file
+            raise failure
+        self._atomic.__exit__(exc_type, exc, tb)
+
+    def _log_tail(self) -> str:
+        self._log.seek(0)
+        return "\n".join(self._log.read().decode("utf-8", "replace").strip().splitlines()[-8:])
+
+
+def frame_count(duration_s: float, fps: int) -> int:
+    """Frames of a video ``duration_s`` long (the last, partial frame included)."""
+    return max(1, math.ceil(round(duration_s * fps, 6)))
+
+
+class TurnIndex:
+    """Which host holds the picture at a frame, by binary search over the turns' start frames."""
+
+    def __init__(self, turns: Sequence[SpeakerTurn], fps: int):
+        if not turns:
+            raise EngineError("the layout needs at least one speaker turn", field="timeline")
+        ordered = sorted(turns, key=lambda turn: turn.start_s)
+        self._starts = [round(turn.start_s * fps) for turn in ordered]
+        self._speakers = [turn.speaker for turn in ordered]
+
+    def speaker_at(self, frame: int) -> str:
+        return self._speakers[max(0, bisect.bisect_right(self._starts, frame) - 1)]
+
+
+def compose_layout(
+    videos: dict[str, Path],
+    turns: Sequence[SpeakerTurn],
+    out: Path,
+    *,
+    duration_s: float,
+    width: int = 1280,
+    height: int = 720,
+    fps: int = 25,
+    mode: LayoutMode = "side_by_side",
+    encoder: str = "libx264",
+    encoder_options: dict[str, str] | None = None,
+    binary: str | None = None,
+) -> int:
+    """Lay out one video per host (in ``videos``' order) for ``duration_s``; return the frames written.
+
+    A video shorter than the episode holds its last frame; frames are taken in order at ``fps`` (the
+    host videos are expected at the same rate, as the avatar engines make them).
+    """
+    unknown = {turn.speaker for turn in turns} - set(videos)
+    if unknown:
+        raise EngineError(f"no video for host(s) {', '.join(sorted(unknown))} in the layout", field="hosts")
+    index = TurnIndex(turns, fps)
+    speakers = list(videos)
+    tiles = tile_rectangles(len(speakers), width, height) if mode == "side_by_side" else [(0, 0, width, height)] * len(speakers)
+    readers = {speaker: _frames(path) for speaker, path in videos.items()}
+    latest: dict[str, np.ndarray] = {}
+    total = frame_count(duration_s, fps)
+    canvas = np.empty((height, width, 3), dtype=np.uint8)
+    with RawVideoWriter(out, width, height, fps, encoder=encoder, encoder_options=encoder_options, binary=binary) as writer:
+        for frame_number in range(total):
+            for speaker, reader in readers.items():
+                picture = next(reader, None)
+                if picture is not None:
+                    latest[speaker] = picture
+                elif speaker not in latest:
+                    raise EngineError(f"{speaker}'s video has no frames", file=videos[speaker], field="video")
+            active = index.speaker_at(frame_number)
+            canvas[:] = BACKGROUND_RGB
+            if mode == "cut":
+                _paste_fit(canvas, latest[active], tiles[0], cover=True)
+            else:
+                for speaker, tile in zip(speakers, tiles):
+                    _paste_fit(canvas, latest[speaker], tile, cover=True, dim=speaker != active)
+                    if speaker == active:
+                        _draw_frame(canvas, tile, thickness=max(4, height // 90))
+            writer.write(canvas)
+    return total
+
+
+def host_video_size(mode: LayoutMode, hosts: int, width: int, height: int) -> tuple[int, int]:
+    """The size to render each host's video at so the layout pastes it without rescaling."""
+    if mode == "cut":
+        return width, height
+    _, _, side, _ = tile_rectangles(hosts, width, height)[0]
+    return side, side
+
+
+def tile_rectangles(count: int, width: int, height: int) -> list[tuple[int, int, int, int]]:
+    """(x, y, w, h) of ``count`` tiles in a centred grid (one row up to three hosts, then two rows)."""
+    columns = count if count <= 3 else math.ceil(count / 2)
+    rows = math.ceil(count / columns)
+    gap = max(8, width // 64)
+    side = min((width - gap * (columns + 1)) // columns, (height - gap * (rows + 1)) // rows)
+    side -= side % 2
+    rectangles = []
+    for position in range(count):
+        row, column = divmod(position, columns)
+        in_row = min(columns, count - row * columns)
+        x0 = (width - (in_row * side + (in_row - 1) * gap)) // 2
+        y0 = (height - (rows * side + (rows - 1) * gap)) // 2
+        rectangles.append((x0 + column * (side + gap), y0 + row * (side + gap), side, side))
+    return rectangles
+
+
+def _frames(path: Path) -> Iterator[np.ndarray]:
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError) as exc:
+        raise EngineError(f"cannot read host video: {exc}", file=path, field="video") from None
+    with container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for frame in container.decode(stream):
+            yield frame.to_ndarray(format="rgb24")
+
+
+def _paste_fit(canvas: np.ndarray, picture: np.ndarray, tile: tuple[int, int, int, int], *, cover: bool, dim: bool = False) -> None:
+    """Scale ``picture`` to fill the tile (cropping the overflow, centred) and paste it, dimmed if asked."""
+    import cv2
+
+    x, y, w, h = tile
+    ph, pw = picture.shape[:2]
+    scale = max(w / pw, h / ph) if cover else min(w / pw, h / ph)
+    scaled_w, scaled_h = max(w, round(pw * scale)), max(h, round(ph * scale))
+    if (scaled_w, scaled_h) != (pw, ph):
+        interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        picture = cv2.resize(picture, (scaled_w, scaled_h), interpolation=interpolation)
+    left, top = (scaled_w - w) // 2, (scaled_h - h) // 2
+    region = picture[top : top + h, left : left + w]
+    if dim:
+        cv2.convertScaleAbs(region, dst=canvas[y : y + h, x : x + w], alpha=INACTIVE_BRIGHTNESS)
+    else:
+        canvas[y : y + h, x : x + w] = region
+
+
+def _draw_frame(canvas: np.ndarray, tile: tuple[int, int, int, int], thickness: int) -> None:
+    x, y, w, h = tile
+    canvas[y : y + thickness, x : x + w] = HIGHLIGHT_RGB
+    canvas[y + h - thickness : y + h, x : x + w] = HIGHLIGHT_RGB
+    canvas[y : y + h, x : x + thickness] = HIGHLIGHT_RGB
+    canvas[y : y + h, x + w - thickness : x + w] = HIGHLIGHT_RGB

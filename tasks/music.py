@@ -1,0 +1,11 @@
+"""The music bed, made in parallel with speech: a loop that the mix repeats under the episode."""
+
+from __future__ import annotations
+
+from podforge.engines.base import EngineSpec, MusicRequest
+from podforge.steps import StepOutput, run_engine_step, step_task
+
+
+@step_task("music-bed")
+def make_music_bed(prompt: str, bars: int, seed: int, engine: EngineSpec) -> StepOutput:
+    return run_engine_step("music", engine, MusicRequest(prompt=prompt, bars=bars, seed=seed))

@@ -1,0 +1,27 @@
+"""Test-wide setup: a private PODFORGE_HOME (cache, results, Prefect DB) for the whole session.
+
+It is set before any podforge module is imported, because task result storage is fixed at import.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+os.environ["PODFORGE_HOME"] = tempfile.mkdtemp(prefix="podforge-test-home-")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def prefect_api():
+    """A real Prefect API on a temporary SQLite database, shared by the tests that run flows."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
