@@ -41,7 +41,7 @@ def check_inputs(script: Path, config_files: list[Path], overrides: dict[str, An
     from podforge.casting import cast_voices
     from podforge.config import load_config
     from podforge.engines.registry import resolve_engine
-    from podforge.publish import episode_dir
+    from podforge.io import episode_dir
     from podforge.script import load_script
 
     config = load_config(config_files, overrides)

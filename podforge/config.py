@@ -126,7 +126,7 @@ def load_config(extra_files: list[Path] | tuple[Path, ...] = (), overrides: dict
     except ValidationError as exc:
         error = exc.errors()[0]
         field = ".".join(str(part) for part in error["loc"])
-        raise ConfigError(error["msg"], file=" + ".join(sources[len(DEFAULT_CONFIG_FILES) :]) or sources[-1], field=field) from None
+        raise ConfigError(error["msg"].removeprefix("Value error, "), file=" + ".join(sources[len(DEFAULT_CONFIG_FILES) :]) or sources[-1], field=field) from None
 
 
 def read_yaml_mapping(path: Path) -> dict[str, Any]:

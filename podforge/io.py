@@ -14,6 +14,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from podforge.errors import ScriptError
+
 
 @contextlib.contextmanager
 def atomic_path(final: Path) -> Iterator[Path]:
@@ -55,6 +57,15 @@ def copy_atomic(source: Path, final: Path) -> Path:
     with atomic_path(final) as tmp:
         shutil.copyfile(source, tmp)
     return Path(final)
+
+
+def episode_dir(out_dir: str | Path, slug: str) -> Path:
+    """``out_dir/slug``, refusing any slug that would land elsewhere (the output layout's one rule)."""
+    root = Path(out_dir).resolve()
+    target = (root / slug).resolve()
+    if target.parent != root:
+        raise ScriptError(f"slug {slug!r} would write outside {root}", field="slug")
+    return target
 
 
 def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:

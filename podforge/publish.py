@@ -10,8 +10,7 @@ from pathlib import Path
 
 from podforge import __version__
 from podforge.dialogue import DialogueTrack
-from podforge.errors import ScriptError
-from podforge.io import atomic_path, copy_atomic, sha256_file, write_text_atomic
+from podforge.io import atomic_path, copy_atomic, episode_dir, sha256_file, write_text_atomic
 from podforge.manifest import EpisodeManifest, FileEntry
 from podforge.media.ffmpeg import measure_loudness
 from podforge.publishing.chapters import ChapterMark
@@ -19,15 +18,6 @@ from podforge.publishing.id3 import tag_episode_mp3
 from podforge.report import render_report
 from podforge.script import Script
 from podforge.steps import StepContext, StepRecord
-
-
-def episode_dir(out_dir: str | Path, slug: str) -> Path:
-    """``out_dir/slug``, refusing any slug that would land elsewhere."""
-    root = Path(out_dir).resolve()
-    target = (root / slug).resolve()
-    if target.parent != root:
-        raise ScriptError(f"slug {slug!r} would write outside {root}", field="slug")
-    return target
 
 
 def chapter_marks(script: Script, dialogue: DialogueTrack, intro_s: float, total_s: float) -> list[ChapterMark]:

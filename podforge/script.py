@@ -187,7 +187,7 @@ def _validate_meta(data: dict, source: str) -> EpisodeMeta:
     except ValidationError as exc:
         error = exc.errors()[0]
         field = ".".join(str(part) for part in error["loc"]) or "front matter"
-        raise ScriptError(error["msg"], file=source, field=field) from None
+        raise ScriptError(error["msg"].removeprefix("Value error, "), file=source, field=field) from None
 
 
 def _parse_body(body: str, offset: int, meta: EpisodeMeta, source: str) -> tuple[list[ScriptLine], list[Chapter]]:

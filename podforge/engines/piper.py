@@ -62,6 +62,7 @@ class PiperEngine(Engine[SpeechRequest, SpeechResult]):
             speaker_id=self.settings.get("speaker_id"),
             length_scale=self.settings.get("length_scale"),
             noise_scale=self.settings.get("noise_scale"),
+            noise_w_scale=self.settings.get("noise_w_scale"),
         )
         rate = self.voice.config.sample_rate
         pieces: list[np.ndarray] = []

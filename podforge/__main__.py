@@ -1,0 +1,3 @@
+from podforge.cli import main
+
+main()

@@ -1,0 +1,211 @@
+"""The episode DAG end to end, with real engines, real ffmpeg and a real Prefect API."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from mutagen.id3 import ID3
+
+from conftest import REPO
+from podforge.io import sha256_file
+from podforge.media.ffmpeg import measure_loudness, probe
+from podforge.script import load_script
+
+MEDIA = ("episode.mp4", "episode.mp3", "episode.wav", "episode.srt", "episode.vtt")
+DETERMINISTIC_VOICES = {  # Piper's sampling noise is random per call; without it synthesis is bit-reproducible
+    "voices": {name: {"settings": {"noise_scale": 0.0, "noise_w_scale": 0.0}} for name in ("joe", "joe-bright")}
+}
+
+
+def srt_times(text: str) -> list[tuple[float, float]]:
+    def seconds(stamp: str) -> float:
+        h, m, rest = stamp.split(":")
+        s, ms = rest.split(",")
+        return int(h) * 3600 + int(m) * 60 + int(s) + int(ms) / 1000
+
+    return [(seconds(a), seconds(b)) for a, b in re.findall(r"(\d\d:\d\d:\d\d,\d{3}) --> (\d\d:\d\d:\d\d,\d{3})", text)]
+
+
+def top_level_boxes(path: Path) -> list[str]:
+    """The MP4's top-level box types in file order."""
+    boxes, offset, size_of_file = [], 0, path.stat().st_size
+    with open(path, "rb") as handle:
+        while offset < size_of_file:
+            handle.seek(offset)
+            size, kind = int.from_bytes(handle.read(4), "big"), handle.read(4).decode("latin-1")
+            if size == 1:
+                size = int.from_bytes(handle.read(8), "big")
+            boxes.append(kind)
+            offset += size or size_of_file
+    return boxes
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """The README's demo command: the demo script through the CLI, in a fresh process."""
+    out = tmp_path_factory.mktemp("demo-out")
+    env = {**os.environ, "PODFORGE_HOME": str(tmp_path_factory.mktemp("demo-home"))}
+    result = subprocess.run(
+        [sys.executable, "-m", "podforge", "run", "configs/episodes/demo.md", "--out", str(out)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    episode = out / "demo-why-your-gpu-sits-idle"
+    return episode, json.loads((episode / "manifest.json").read_text())
+
+
+def test_demo_writes_every_file_the_manifest_describes(demo):
+    episode, manifest = demo
+    for name in (*MEDIA, "manifest.json", "report.md"):
+        assert (episode / name).is_file(), name
+    for name, entry in manifest["files"].items():
+        assert sha256_file(episode / name) == entry["sha256"]
+        assert (episode / name).stat().st_size == entry["bytes"]
+    steps = [step["step"] for step in manifest["steps"]]
+    assert steps.count("speech") == len(load_script(REPO / "configs/episodes/demo.md").lines)
+    assert {"music", "dialogue", "mix", "captions", "video", "mux", "publish"} <= set(steps)
+    assert all(step["device"] == "cpu" and step["seconds"] >= 0 and step["cached"] is False for step in manifest["steps"])
+    assert manifest["video_encoder"] in {"libx264", "h264_nvenc"} and manifest["video_encoder_reason"]
+    assert manifest["gpu_seconds"] == 0
+
+
+def test_demo_mp4_is_h264_and_aac_and_lasts_speech_plus_intro_and_outro(demo):
+    episode, manifest = demo
+    info = probe(episode / "episode.mp4")
+    kinds = sorted((s.kind, s.codec) for s in info.streams)
+    assert kinds == [("audio", "aac"), ("video", "h264")]
+    video = next(s for s in info.streams if s.kind == "video")
+    audio = next(s for s in info.streams if s.kind == "audio")
+    assert (video.width, video.height, round(video.fps)) == (1280, 720, 25)
+    assert audio.sample_rate == 48000
+    speech_s = next(s for s in manifest["steps"] if s["step"] == "dialogue")["notes"]["seconds_of_speech"]
+    assert abs(info.duration_s - (speech_s + 4.0 + 5.0)) < 1.0
+    assert 90 < info.duration_s < 180  # about two minutes
+    assert top_level_boxes(episode / "episode.mp4").index("moov") < top_level_boxes(episode / "episode.mp4").index("mdat"), "+faststart"
+
+
+def test_demo_mp3_is_normalised_to_minus_16_lufs_and_tagged(demo):
+    episode, manifest = demo
+    loudness = measure_loudness(episode / "episode.mp3")
+    assert abs(loudness.integrated_lufs - (-16.0)) <= 1.0
+    assert loudness.true_peak_dbtp <= -1.0
+    assert manifest["loudness"]["integrated_lufs"] == loudness.integrated_lufs
+    tags = ID3(episode / "episode.mp3")
+    assert tags.version[:2] == (2, 3)
+    assert str(tags["TIT2"]) == "Episode 1: Why Your GPU Sits Idle" and str(tags["TALB"]) == "Podforge Demo"
+    assert len(tags.getall("CHAP")) == 4
+
+
+def test_demo_subtitles_follow_the_speech(demo):
+    episode, manifest = demo
+    srt = (episode / "episode.srt").read_text()
+    times = srt_times(srt)
+    assert len(times) > 30
+    assert times[0][0] >= 4.0 - 0.01  # nothing before the intro ends
+    assert all(a < b for a, b in times) and all(b1 <= a2 + 1e-3 for (_, b1), (a2, _) in zip(times, times[1:]))
+    assert times[-1][1] <= manifest["duration_s"] - 5.0 + 0.5
+    vtt = (episode / "episode.vtt").read_text()
+    assert vtt.startswith("WEBVTT") and vtt.count(" --> ") == len(times) and "<v SAM>" in vtt
+
+
+def _episode_script(tmp_path: Path) -> Path:
+    token = uuid.uuid4().hex[:8]  # fresh words, so nothing is cached from other tests
+    script = tmp_path / "resume.md"
+    script.write_text(
+        f"---\ntitle: Resume {token}\nhosts:\n  ALEX: {{voice: joe}}\n  SAM: {{voice: joe-bright}}\n---\n"
+        f"## One\nALEX: Testing resume, take {token}.\nSAM: The second voice answers.\n## Two\nALEX: And we close.\n"
+    )
+    return script
+
+
+def _task_states(flow_run_id: str) -> dict[str, list[str]]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, TaskRunFilter
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[uuid.UUID(flow_run_id)])), task_run_filter=TaskRunFilter())
+    states: dict[str, list[str]] = {}
+    for run in runs:
+        states.setdefault(run.name.rsplit("-", 1)[0] if not run.name.startswith("speak-") else "speak-line", []).append(run.state.name)
+    return states
+
+
+class Counter:
+    """Counts real executions of a function while still calling it."""
+
+    def __init__(self, monkeypatch, owner, name: str):
+        self.calls = 0
+        real = getattr(owner, name)
+
+        def counting(*args, **kwargs):
+            self.calls += 1
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, counting)
+
+
+def test_a_failed_mux_resumes_without_redoing_upstream_steps(prefect_api, tmp_path, monkeypatch):
+    from flows.episode import episode
+    from podforge.engines.audiogram import AudiogramEngine
+    from podforge.engines.piper import PiperEngine
+    from podforge.engines.procedural_music import ProceduralMusicEngine
+    import tasks.mux
+
+    script = _episode_script(tmp_path)
+    config = tmp_path / "deterministic.yaml"
+    config.write_text(json.dumps(DETERMINISTIC_VOICES))
+
+    # Reference: an uninterrupted run in a fresh process with its own cache.
+    reference_out = tmp_path / "reference"
+    env = {**os.environ, "PODFORGE_HOME": str(tmp_path / "reference-home")}
+    done = subprocess.run([sys.executable, "-m", "podforge", "run", str(script), "-c", str(config), "--out", str(reference_out)], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+    speech, music, video = (Counter(monkeypatch, cls, "run") for cls in (PiperEngine, ProceduralMusicEngine, AudiogramEngine))
+    real_mux = tasks.mux.mux_mp4
+
+    def broken_mux(*args, **kwargs):
+        raise OSError("disk full (injected)")
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(tasks.mux, "mux_mp4", broken_mux)
+    with pytest.raises(OSError, match="injected"):
+        episode(script=str(script), config=[str(config)], out_dir=str(out))
+    assert (speech.calls, music.calls, video.calls) == (3, 1, 1)
+    assert not (out / script.stem).exists() and not any(out.rglob("episode.*"))
+
+    monkeypatch.setattr(tasks.mux, "mux_mp4", real_mux)
+    manifest = episode(script=str(script), config=[str(config)], out_dir=str(out))
+
+    assert (speech.calls, music.calls, video.calls) == (3, 1, 1), "upstream engines ran again"
+    states = _task_states(manifest.flow_run_id)
+    assert states["speak-line"] == ["Cached"] * 3
+    for name in ("music-bed", "dialogue", "mix-master", "captions", "render-video"):
+        assert states[name] == ["Cached"], (name, states)
+    assert states["mux"] == ["Completed"] and states["publish"] == ["Completed"]
+    cached = {step.step: step.cached for step in manifest.steps}
+    assert cached["mux"] is False and cached["video"] is True and cached["speech"] is True
+
+    reference = reference_out / manifest.slug
+    for name in MEDIA:
+        assert sha256_file(out / manifest.slug / name) == sha256_file(reference / name), f"{name} differs from an uninterrupted run"
+
+
+def test_changing_one_line_resynthesises_only_that_line(prefect_api, tmp_path, monkeypatch):
+    from flows.episode import episode
+    from podforge.engines.piper import PiperEngine
+
+    script = _episode_script(tmp_path)
+    episode(script=str(script), out_dir=str(tmp_path / "out"))
+    speech = Counter(monkeypatch, PiperEngine, "run")
+    script.write_text(script.read_text().replace("The second voice answers.", "The second voice disagrees."))
+    manifest = episode(script=str(script), out_dir=str(tmp_path / "out"))
+    assert speech.calls == 1
+    assert [step.cached for step in manifest.steps if step.step == "speech"].count(False) == 1
