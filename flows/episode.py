@@ -57,7 +57,7 @@ def episode(
     master = mix_master.submit(dialogue, bed, cfg.mix, cfg.ffmpeg)
     captions = write_captions.submit(dialogue, cfg.mix, cfg.video)
     encoder = choose_h264_encoder(cfg.video.encoder, cfg.ffmpeg, x264_preset=cfg.video.x264_preset, crf=cfg.video.crf)
-    video = render_video.submit(master, captions, parsed.meta, resolve_engine(cfg, cfg.use.video, "video"), cfg.video, encoder)
+    video = render_video.submit(master, captions, parsed.meta, resolve_engine(cfg, cfg.use.video, "video"), cfg.video, encoder, cfg.ffmpeg)
     containers = mux.submit(video, master, cfg.publish, cfg.ffmpeg)
 
     steps = ProgressBoard(parsed.slug).follow([bed, *speech, dialogue, master, captions, video, containers])

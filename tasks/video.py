@@ -10,7 +10,7 @@ from podforge.steps import StepOutput, run_engine_step, step_task
 
 
 @step_task("render-video")
-def render_video(master: StepOutput, captions: StepOutput, meta: EpisodeMeta, engine: EngineSpec, video: VideoSettings, encoder: EncoderChoice) -> StepOutput:
+def render_video(master: StepOutput, captions: StepOutput, meta: EpisodeMeta, engine: EngineSpec, video: VideoSettings, encoder: EncoderChoice, ffmpeg_binary: str | None) -> StepOutput:
     request = VideoRequest(
         audio=master.result.wav,
         captions_ass=captions.result.ass,
@@ -22,7 +22,10 @@ def render_video(master: StepOutput, captions: StepOutput, meta: EpisodeMeta, en
         fps=video.fps,
         encoder=encoder.name,
         encoder_options=encoder.options,
+        ffmpeg=ffmpeg_binary,
     )
     output = run_engine_step("video", engine, request)
-    output.record.notes.update(encoder=encoder.name, encoder_reason=encoder.reason)
+    used = output.result.encoder  # the engine falls back to libx264 when NVENC fails mid-render
+    reason = encoder.reason if used == encoder.name else f"{encoder.reason}; {encoder.name} failed during the render, {used} used"
+    output.record.notes.update(encoder=used, encoder_reason=reason)
     return output

@@ -34,6 +34,8 @@ MAX_ENCODER_THREADS = 8
 
 
 class AudiogramEngine(Engine[VideoRequest, VideoResult]):
+    """Settings: ``threads`` (encoder threads; default: the usable CPUs, at most 8)."""
+
     name = "audiogram"
     kind = "video"
     version = "1"
@@ -51,7 +53,7 @@ class AudiogramEngine(Engine[VideoRequest, VideoResult]):
         except EngineError as failure:
             if encoder != "h264_nvenc":
                 raise
-            logger.warning("h264_nvenc failed on %s, rendering with libx264 instead: %s", video, failure.message.splitlines()[-1])
+            logger.warning("h264_nvenc failed on %s, rendering with libx264 instead. %s", video, failure.message)
             encoder, options = "libx264", encoder_options("libx264")
             self.render(request, card, video, encoder, options)
         return VideoResult(video=video, encoder=encoder, frames=count_frames(video))
@@ -67,12 +69,11 @@ class AudiogramEngine(Engine[VideoRequest, VideoResult]):
             "r": request.fps,
             "g": KEYFRAME_INTERVAL_S * request.fps,
             "threads": threads,
-            "movflags": "+faststart",
             **options,
             "frames:v": frames,
         }
         with atomic_path(video) as tmp:
-            run_graph(picture.output(str(tmp), **arguments), what=f"rendering the audiogram {video.name} with {encoder}")
+            run_graph(picture.output(str(tmp), **arguments), what=f"rendering the audiogram {video.name} with {encoder}", binary=request.ffmpeg)
 
 
 def check_request(request: VideoRequest) -> None:
@@ -93,7 +94,7 @@ def frame_count(request: VideoRequest) -> int:
     return round(request.duration_s * request.fps)
 
 
-def audiogram_graph(request: VideoRequest, card: Path):
+def audiogram_graph(request: VideoRequest, card: Path) -> ffmpeg.nodes.FilterableStream:
     """The picture: the card repeated at ``fps``, the waveform overlaid on its panel, captions on top."""
     layout = card_layout(request.width, request.height)
     wave = layout.waveform

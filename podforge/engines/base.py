@@ -105,6 +105,7 @@ class VideoRequest(BaseModel):
     fps: int = 25
     encoder: str = "libx264"
     encoder_options: dict[str, str] = Field(default_factory=dict)
+    ffmpeg: str | None = Field(default=None, description="the ffmpeg binary (config `ffmpeg:`); None: imageio-ffmpeg's")
 
 
 class VideoResult(BaseModel):

@@ -1,0 +1,121 @@
+"""Choosing the H.264 encoder, tested against ffmpeg output recorded on a machine without a GPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from podforge.errors import EngineError
+from podforge.media.encoders import choose_h264_encoder, decide, parse_encoders, probe_error_line, probe_nvenc
+from podforge.media.ffmpeg import ffmpeg_exe
+
+DATA = Path(__file__).parent / "data" / "encoders"
+LISTING_WITH_NVENC = (DATA / "imageio-ffmpeg-9.0.2-encoders.txt").read_text()
+LISTING_WITHOUT_NVENC = (DATA / "derived-encoders-without-nvenc.txt").read_text()
+PROBE_NO_LIBCUDA = (DATA / "nvenc-probe-no-libcuda.stderr.txt").read_text()
+HAS_NVIDIA_DEVICE = Path("/dev/nvidiactl").exists()
+
+
+def test_parse_encoders_reads_every_listed_encoder_and_no_legend():
+    listed = parse_encoders(LISTING_WITH_NVENC)
+    entries = LISTING_WITH_NVENC.split("------", 1)[1].strip().splitlines()
+    assert len(listed) == len(entries) > 200
+    assert {"libx264", "h264_nvenc", "hevc_nvenc", "aac", "libmp3lame", "ass"} <= listed
+    assert "=" not in listed and "Video" not in listed
+
+
+def test_parse_encoders_of_a_build_without_nvenc():
+    listed = parse_encoders(LISTING_WITHOUT_NVENC)
+    assert "libx264" in listed
+    assert not any("nvenc" in name for name in listed)
+    assert listed == parse_encoders(LISTING_WITH_NVENC) - {"h264_nvenc", "hevc_nvenc", "av1_nvenc"}
+
+
+def test_parse_encoders_of_text_that_is_no_listing():
+    assert parse_encoders("") == set()
+    assert parse_encoders("ffmpeg: error while loading shared libraries") == set()
+
+
+def test_probe_error_line_is_nvencs_own_message():
+    assert probe_error_line(PROBE_NO_LIBCUDA) == "Cannot load libcuda.so.1"
+
+
+def test_probe_error_line_without_an_nvenc_message_takes_the_first_error():
+    others = "\n".join(line for line in PROBE_NO_LIBCUDA.splitlines() if "[h264_nvenc @" not in line)
+    assert probe_error_line(others).endswith("Error while opening encoder - maybe incorrect parameters such as bit_rate, rate, width or height.")
+    assert probe_error_line("") == "no output"
+
+
+def test_configured_libx264_uses_its_preset_and_crf():
+    choice = decide("libx264", parse_encoders(LISTING_WITH_NVENC), None, x264_preset="faster", crf=20)
+    assert choice.name == "libx264"
+    assert choice.options == {"preset": "faster", "crf": "20"}
+    assert "configured" in choice.reason
+
+
+def test_auto_uses_nvenc_when_the_probe_encode_succeeds():
+    choice = decide("auto", parse_encoders(LISTING_WITH_NVENC), True, "", crf=21)
+    assert choice.name == "h264_nvenc"
+    assert choice.options == {"preset": "p4", "rc": "vbr", "cq": "21", "b:v": "0"}
+    assert "succeeded" in choice.reason
+
+
+def test_auto_falls_back_to_libx264_quoting_the_probe_error():
+    choice = decide("auto", parse_encoders(LISTING_WITH_NVENC), False, PROBE_NO_LIBCUDA)
+    assert choice.name == "libx264"
+    assert choice.options == {"preset": "veryfast", "crf": "23"}
+    assert "Cannot load libcuda.so.1" in choice.reason
+    assert "requested" not in choice.reason
+
+
+def test_auto_without_nvenc_in_the_build_uses_libx264():
+    choice = decide("auto", parse_encoders(LISTING_WITHOUT_NVENC), None)
+    assert choice.name == "libx264"
+    assert "does not list h264_nvenc" in choice.reason
+
+
+def test_requested_nvenc_that_fails_falls_back_and_says_it_was_requested():
+    choice = decide("h264_nvenc", parse_encoders(LISTING_WITH_NVENC), False, PROBE_NO_LIBCUDA)
+    assert choice.name == "libx264"
+    assert "requested" in choice.reason and "falling back" in choice.reason
+    assert "Cannot load libcuda.so.1" in choice.reason
+
+
+def test_requested_nvenc_missing_from_the_build_falls_back_and_says_so():
+    choice = decide("h264_nvenc", parse_encoders(LISTING_WITHOUT_NVENC), None)
+    assert choice.name == "libx264"
+    assert "requested" in choice.reason and "does not list" in choice.reason
+
+
+def test_requested_nvenc_that_works_is_used():
+    assert decide("h264_nvenc", parse_encoders(LISTING_WITH_NVENC), True).name == "h264_nvenc"
+
+
+@pytest.mark.skipif(HAS_NVIDIA_DEVICE, reason="an NVIDIA device is present: the probe may succeed")
+def test_real_probe_on_a_machine_without_gpu_chooses_libx264_and_says_why():
+    choice = choose_h264_encoder("auto")
+    assert choice.name == "libx264"
+    assert "probe encode failed" in choice.reason
+    assert probe_error_line(probe_nvenc(ffmpeg_exe()).stderr) in choice.reason
+
+    hits = probe_nvenc.cache_info().hits
+    assert choose_h264_encoder("auto") == choice
+    assert probe_nvenc.cache_info().hits == hits + 1  # memoised: the probe ran once for this binary
+
+
+@pytest.mark.skipif(not HAS_NVIDIA_DEVICE, reason="needs an NVIDIA GPU and driver")
+def test_real_probe_on_a_gpu_machine_chooses_nvenc():
+    choice = choose_h264_encoder("auto")
+    assert choice.name == "h264_nvenc", choice.reason
+
+
+def test_configured_libx264_runs_no_ffmpeg():
+    assert choose_h264_encoder("libx264", "/nonexistent/ffmpeg").name == "libx264"
+
+
+def test_auto_with_a_missing_binary_names_the_config_field():
+    with pytest.raises(EngineError) as caught:
+        choose_h264_encoder("auto", "/nonexistent/ffmpeg")
+    assert caught.value.field == "ffmpeg"
+    assert "/nonexistent/ffmpeg" in str(caught.value)
