@@ -88,6 +88,8 @@ class Style:
     pad_attack_s: float
     reverb_s: float
     bass_harmonics: tuple[float, ...]
+    bass_envelope_s: tuple[float, float]
+    """Bass note attack and release: short for a plucked line, long for a legato drone."""
     levels_db: Mapping[str, float]
     """RMS level of each part in the mix, before the master is normalised."""
 
@@ -115,6 +117,7 @@ STYLES = (
         pad_attack_s=0.6,
         reverb_s=1.6,
         bass_harmonics=(1.0, 0.35, 0.12),
+        bass_envelope_s=(0.004, 0.04),
         levels_db=_MIX,
     ),
     Style(
@@ -133,6 +136,7 @@ STYLES = (
         pad_attack_s=0.25,
         reverb_s=1.2,
         bass_harmonics=(1.0, 0.5, 0.33, 0.25, 0.2),
+        bass_envelope_s=(0.004, 0.04),
         levels_db={**_MIX, "kick": -14.0, "pad": -23.0},
     ),
     Style(
@@ -151,6 +155,7 @@ STYLES = (
         pad_attack_s=0.9,
         reverb_s=2.4,
         bass_harmonics=(1.0, 0.3, 0.15),
+        bass_envelope_s=(0.004, 0.04),
         levels_db={**_MIX, "keys": -22.0, "pad": -19.0},
     ),
     Style(
@@ -169,6 +174,7 @@ STYLES = (
         pad_attack_s=1.5,
         reverb_s=4.0,
         bass_harmonics=(1.0, 0.2),
+        bass_envelope_s=(0.3, 0.8),
         levels_db={**_MIX, "keys": -23.0, "pad": -17.0, "bass": -22.0},
     ),
 )
@@ -210,7 +216,7 @@ def parse_prompt(prompt: str, seed: int) -> Arrangement:
     text = prompt.lower()
     words = _WORD.findall(text)
     style = _style_for(words)
-    rng = _rng(prompt, seed)
+    rng = _rng(prompt, seed, "arrangement")
     if match := _TEMPO.search(text):
         tempo = float(match[1])
         low, high = TEMPO_LIMITS_BPM
@@ -241,8 +247,9 @@ def _style_for(words: list[str]) -> Style:
     return best if scores[best.name] else STYLES[0]
 
 
-def _rng(prompt: str, seed: int) -> np.random.Generator:
-    digest = hashlib.sha256(" ".join(prompt.lower().split()).encode()).digest()
+def _rng(prompt: str, seed: int, purpose: str) -> np.random.Generator:
+    """A generator for one purpose, seeded by the seed and the prompt's words (case and spacing ignored)."""
+    digest = hashlib.sha256(f"{purpose}:{' '.join(prompt.lower().split())}".encode()).digest()
     return np.random.default_rng([seed % 2**32, int.from_bytes(digest[:8], "little")])
 
 
@@ -411,12 +418,12 @@ def render_bass(grid: Grid, style: Style, roots: list[int]) -> np.ndarray:
     """A bass line on the chord roots (MIDI 33–44, about 55–104 Hz) in the style's rhythm."""
     rate = grid.sample_rate
     buffer = LoopBuffer(grid.frames)
-    smooth = style.name == "ambient"
+    attack, release = (int(seconds * rate) for seconds in style.bass_envelope_s)
     for bar in range(grid.bars):
         root = 33 + (roots[bar % len(roots)] - 33) % 12
         for step, steps, interval in style.bass_pattern:
             held = grid.length(steps) - int(0.02 * rate)
-            gain = envelope(held, attack=int((0.3 if smooth else 0.004) * rate), release=int((0.8 if smooth else 0.04) * rate))
+            gain = envelope(held, attack=attack, release=release)
             t = np.arange(len(gain)) / rate
             freq = midi_hz(root + interval)
             tone = sum(amp * np.sin(2 * np.pi * k * freq * t) for k, amp in enumerate(style.bass_harmonics, start=1))
@@ -441,7 +448,7 @@ def _drum_sounds(kind: str, rate: int, rng: np.random.Generator, variants: int =
         elif kind == "clap":
             t = np.arange(int(0.35 * rate)) / rate
             bursts = sum(np.where(t >= delay, np.exp(-(t - delay) / 0.006), 0.0) for delay in (0.0, 0.009, 0.018))
-            tail = np.where(t >= 0.024, np.exp(-(t - 0.024) / 0.11), 0.0)
+            tail = (1.0 - np.exp(-t / 0.012)) * np.exp(-t / 0.11)  # the room swells in under the bursts
             sound = apply_filter(rng.standard_normal(len(t)), bandpass(900.0, 6000.0), rate) * (0.7 * bursts + 0.5 * tail)
         else:  # "hat" or "open hat"
             t = np.arange(int((0.4 if kind == "open hat" else 0.1) * rate)) / rate
@@ -465,9 +472,10 @@ def render_drums(grid: Grid, kit: DrumKit, rng: np.random.Generator) -> dict[str
         for bus, kind, pattern, position in lanes:
             hits = {step: int(mark) / 9 for step, mark in enumerate(pattern) if mark != "."}
             if bus == "snare":
-                for step in range(1, STEPS_PER_BAR, 2):
-                    if rng.random() < 0.12:
-                        hits.setdefault(step, 0.2)
+                if kind == "snare":  # ghost notes on the off 16ths
+                    for step in range(1, STEPS_PER_BAR, 2):
+                        if rng.random() < 0.12:
+                            hits.setdefault(step, 0.2)
                 if fill:
                     hits.update({14: 0.45, 15: 0.6})
             for step, velocity in sorted(hits.items()):
@@ -543,7 +551,7 @@ class ProceduralMusicEngine(Engine[MusicRequest, MusicResult]):
             raise EngineError(f"sample rate {request.sample_rate} Hz is outside 22050–192000 Hz", field="sample_rate")
         arrangement = parse_prompt(request.prompt, request.seed)
         bars = bars_for(request, arrangement.tempo_bpm)
-        bed = render_bed(arrangement, bars, request.sample_rate, _rng(request.prompt, request.seed))
+        bed = render_bed(arrangement, bars, request.sample_rate, _rng(request.prompt, request.seed, "performance"))
         pcm = np.round(bed.T * 32767).astype(np.int16)
         wav_path = Path(workdir) / "bed.wav"
         with atomic_path(wav_path) as tmp:
