@@ -79,7 +79,7 @@ def run_loop(script: Path, out: Path) -> dict:
     started = time.perf_counter()
     cfg = load_config()
     parsed = load_script(script)
-    cast = cast_voices(parsed, cfg)
+    cast = cast_voices(parsed, cfg, [])
     work = out / "work"
     work.mkdir(parents=True)
     bed = load_engine(resolve_engine(cfg, cfg.use.music, "music")).run(MusicRequest(prompt=parsed.meta.music or "", bars=cfg.music.bars, seed=cfg.music.seed), work)

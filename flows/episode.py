@@ -12,9 +12,9 @@ from typing import Any
 
 from prefect import flow, unmapped
 
-from podforge.casting import cast_voices
+from podforge.casting import cast_voices, engine_for
 from podforge.config import REPO_ROOT, load_config
-from podforge.engines.registry import resolve_engine
+from podforge.gpu import ensure_gpu_limits, list_gpus
 from podforge.manifest import EpisodeManifest
 from podforge.media.encoders import choose_h264_encoder
 from podforge.progress import ProgressBoard
@@ -42,22 +42,25 @@ def episode(
     """Produce one episode from a script file (``script``) or inline text (``script_text``)."""
     cfg = load_config([Path(p) for p in config or []], overrides)
     parsed = read_script(script, script_text)
-    cast = cast_voices(parsed, cfg)
+    gpus = list_gpus()
+    ensure_gpu_limits(gpus)  # one concurrency limit per GPU, its slots = VRAM in GB
+    cast = cast_voices(parsed, cfg, gpus)
     lines = parsed.lines
 
-    bed = make_music_bed.submit(parsed.meta.music or cfg.music.default_prompt, cfg.music.bars, cfg.music.seed, resolve_engine(cfg, cfg.use.music, "music"))
+    bed = make_music_bed.submit(parsed.meta.music or cfg.music.default_prompt, cfg.music.bars, cfg.music.seed, engine_for(cfg, cfg.use.music, "music", gpus), cfg.gpu)
     speech = speak_line.map(
         [line.text for line in lines],
         [line.speaker for line in lines],
         [cast[line.speaker].voice for line in lines],
         [cast[line.speaker].engine for line in lines],
         unmapped(parsed.meta.language),
+        unmapped(cfg.gpu),
     )
     dialogue = assemble_dialogue.submit(lines, speech, cfg.mix)
     master = mix_master.submit(dialogue, bed, cfg.mix, cfg.ffmpeg)
     captions = write_captions.submit(dialogue, cfg.mix, cfg.video)
     encoder = choose_h264_encoder(cfg.video.encoder, cfg.ffmpeg, x264_preset=cfg.video.x264_preset, crf=cfg.video.crf)
-    video = render_video.submit(master, captions, parsed.meta, resolve_engine(cfg, cfg.use.video, "video"), cfg.video, encoder, cfg.ffmpeg)
+    video = render_video.submit(master, captions, parsed.meta, engine_for(cfg, cfg.use.video, "video", gpus), cfg.video, encoder, cfg.ffmpeg, cfg.gpu)
     containers = mux.submit(video, master, cfg.publish, cfg.ffmpeg)
 
     steps = ProgressBoard(parsed.slug).follow([bed, *speech, dialogue, master, captions, video, containers])

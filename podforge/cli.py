@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from podforge.envs_cli import envs_app, estimate_command
 from podforge.errors import PodforgeError
 from podforge.prefect_env import configure_prefect_environment, ensure_prefect_home
 
@@ -25,6 +26,10 @@ console = Console(stderr=True)
 @app.callback()
 def _commands() -> None:
     """Podforge: scripts in, publishable podcast episodes out."""
+
+
+app.add_typer(envs_app, name="envs", help="Isolated engine environments: build, list, prune, doctor.")
+app.command("estimate")(estimate_command)
 
 
 def _engine_overrides(speech: str | None, music: str | None, video: str | None) -> dict[str, Any]:
@@ -38,17 +43,18 @@ def _engine_overrides(speech: str | None, music: str | None, video: str | None) 
 
 def check_inputs(script: Path, config_files: list[Path], overrides: dict[str, Any], out_dir: Path) -> str:
     """Everything that can be checked without running anything; returns the episode's slug."""
-    from podforge.casting import cast_voices
+    from podforge.casting import cast_voices, engine_for
     from podforge.config import load_config
-    from podforge.engines.registry import resolve_engine
+    from podforge.gpu import list_gpus
     from podforge.io import episode_dir
     from podforge.script import load_script
 
     config = load_config(config_files, overrides)
     parsed = load_script(script)
-    cast_voices(parsed, config)
-    resolve_engine(config, config.use.music, "music", field="use.music")
-    resolve_engine(config, config.use.video, "video", field="use.video")
+    gpus = list_gpus()
+    cast_voices(parsed, config, gpus)
+    engine_for(config, config.use.music, "music", gpus, field="use.music")
+    engine_for(config, config.use.video, "video", gpus, field="use.video")
     episode_dir(out_dir, parsed.slug)
     return parsed.slug
 

@@ -79,6 +79,16 @@ class PublishSettings(Strict):
     aac_bitrate: str = "160k"
 
 
+class GpuSettings(Strict):
+    """The ``gpu:`` section of the config."""
+
+    cpu_fallback: bool = Field(default=False, description="let every GPU engine run on the CPU when no GPU is found")
+    guard: Literal["warn", "fail", "off"] = Field(default="warn", description="what a suspected silent CPU fallback does")
+    min_utilization: float = Field(default=5.0, ge=0, le=100, description="mean GPU utilisation (%) below which a CUDA step is flagged")
+    gpu_index: int = Field(default=0, ge=0, description="the GPU (NVML index) that GPU steps run on")
+    price_as: str = Field(default="t4", description="the pricing.yaml GPU that GPU-seconds are priced on")
+
+
 class PodforgeConfig(Strict):
     engines: dict[str, EngineEntry]
     voices: dict[str, Voice]
@@ -88,6 +98,7 @@ class PodforgeConfig(Strict):
     music: MusicSettings = Field(default_factory=MusicSettings)
     video: VideoSettings = Field(default_factory=VideoSettings)
     publish: PublishSettings = Field(default_factory=PublishSettings)
+    gpu: GpuSettings = Field(default_factory=GpuSettings)
     ffmpeg: str | None = Field(default=None, description="path to an ffmpeg binary; default: imageio-ffmpeg's")
     speech: str | None = Field(default=None, description="a voice preset, or a speech engine, for every host (CLI --speech)")
 

@@ -11,13 +11,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from podforge.config import CONFIG_DIR, read_yaml_mapping
 from podforge.errors import ConfigError
-from podforge.steps import StepRecord
+
+if TYPE_CHECKING:
+    from podforge.steps import StepRecord
 
 PRICING_FILE = CONFIG_DIR / "pricing.yaml"
 OutputKind = Literal["music", "video"]

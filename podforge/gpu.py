@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -28,25 +29,25 @@ import pynvml
 from pydantic import BaseModel, ConfigDict, Field
 
 from podforge.engines.base import EngineSpec
+from podforge.config import GpuSettings
 from podforge.errors import EngineError
+from podforge.io import write_text_atomic
 from podforge.runner import RunnerResponse, observe_runners, step_logger
-from podforge.steps import GpuUsage
 
 SAMPLE_INTERVAL_S = 0.5
 GIB = 1024**3
 MIB = 1024**2
 
 
-class GpuSettings(BaseModel):
-    """The ``gpu:`` section of the config."""
+class GpuUsage(BaseModel):
+    """What a step really did on the GPU (all zero on a CPU step or a machine without NVML)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    cpu_fallback: bool = Field(default=False, description="let every GPU engine run on the CPU when no GPU is found")
-    guard: Literal["warn", "fail", "off"] = Field(default="warn", description="what a suspected silent CPU fallback does")
-    min_utilization: float = Field(default=5.0, ge=0, le=100, description="mean GPU utilisation (%) below which a CUDA step is flagged")
-    gpu_index: int = Field(default=0, ge=0, description="the GPU (NVML index) that GPU steps run on")
-    price_as: str = Field(default="t4", description="the pricing.yaml GPU that GPU-seconds are priced on")
+    gpu_seconds: float = 0.0
+    peak_vram_mb: float = 0.0
+    mean_utilization: float = 0.0
+    samples: int = Field(default=0, description="NVML samples taken (0: a CPU step, or no NVML)")
+    cost_usd: float = Field(default=0.0, description="gpu_seconds priced on the configured GPU (configs/pricing.yaml)")
+    flagged: str | None = Field(default=None, description="why the step looks like a silent CPU fallback")
 
 
 class GpuInfo(BaseModel):
@@ -197,6 +198,11 @@ def device_sample(index: int, utilization: Any, processes: Iterable[Any]) -> Nvm
     )
 
 
+def write_samples(path: Path, samples: list[NvmlSample]) -> None:
+    """Keep a step's samples as JSON lines beside its outputs (what :func:`load_samples` reads back)."""
+    write_text_atomic(path, "".join(sample.model_dump_json() + "\n" for sample in samples))
+
+
 def load_samples(path: Path) -> list[NvmlSample]:
     """Samples from a JSON-lines file (``#`` lines are comments), as recorded by :class:`GpuSampler`."""
     lines = Path(path).read_text(encoding="utf-8").splitlines()
@@ -204,9 +210,12 @@ def load_samples(path: Path) -> list[NvmlSample]:
 
 
 def usage_from_samples(samples: list[NvmlSample]) -> GpuUsage:
-    """GPU-seconds (time the step held a GPU, per GPU), peak VRAM and mean utilisation while it did."""
+    """GPU-seconds (time the step held a GPU, per GPU), peak VRAM and mean utilisation while it did.
+
+    Utilisation is NVML's per-device figure, so another process busy on the same GPU counts too.
+    """
     gpu_seconds = 0.0
-    for sample, following in zip(samples, samples[1:]):
+    for sample, following in itertools.pairwise(samples):
         gpu_seconds += len(sample.step_devices()) * (following.t - sample.t)
     busy = [device.utilization.gpu for sample in samples for device in sample.step_devices() if device.utilization is not None]
     peak_bytes = max((sample.step_memory_bytes() for sample in samples), default=0)
@@ -290,15 +299,12 @@ class GpuSampler:
             pynvml.nvmlShutdown()
         return usage_from_samples(self.samples)
 
-    def __enter__(self) -> GpuSampler:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
     def _run(self) -> None:
-        handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
+        try:
+            handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
+        except pynvml.NVMLError as exc:
+            step_logger().warning("GPU telemetry is off for this step: %s", exc)
+            return
         while True:
             self.samples.append(self._sample(handles))
             if self._stop.wait(self.interval_s):

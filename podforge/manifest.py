@@ -7,7 +7,8 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from podforge.media.ffmpeg import Loudness
-from podforge.steps import GpuUsage, StepRecord
+from podforge.gpu import GpuUsage
+from podforge.steps import StepRecord
 
 
 class FileEntry(BaseModel):

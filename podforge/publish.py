@@ -40,7 +40,6 @@ def publish_episode(
     video_notes: dict,
     out_dir: str | Path,
     flow_run_id: str | None,
-    gpu_cost_usd: float = 0.0,
 ) -> EpisodeManifest:
     """Copy ``media`` (name → file, e.g. ``episode.mp4``) into the episode folder and describe it.
 
@@ -81,7 +80,7 @@ def publish_episode(
         video_encoder=video_notes.get("encoder", ""),
         video_encoder_reason=video_notes.get("encoder_reason", ""),
         gpu_seconds=round(sum(r.gpu.gpu_seconds for r in records), 3),
-        gpu_cost_usd=round(gpu_cost_usd, 4),
+        gpu_cost_usd=round(sum(r.gpu.cost_usd for r in records), 4),
         steps=EpisodeManifest.step_rows(records, flow_run_id),
         files={name: FileEntry(path=name, sha256=sha256_file(path), bytes=path.stat().st_size) for name, path in published.items()},
     )

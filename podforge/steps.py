@@ -7,29 +7,19 @@ Tasks stay thin: they build a request, call :func:`run_engine_step` (or, for the
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, Field
 
 from podforge.caching import CONTENT, content_key, results_dir, step_workdir
+from podforge.config import GpuSettings
+from podforge.cost import price_gpu_seconds
+from podforge.gpu import GpuUsage, gpu_step, write_samples
 from podforge.engines.base import EngineSpec
 from podforge.engines.registry import load_engine
 
-if TYPE_CHECKING:
-    from podforge.gpu import GpuSettings
 
 ResultT = TypeVar("ResultT", bound=BaseModel)
-
-
-class GpuUsage(BaseModel):
-    """What a step really did on the GPU (all zero on a CPU step or a machine without NVML)."""
-
-    gpu_seconds: float = 0.0
-    peak_vram_mb: float = 0.0
-    mean_utilization: float = 0.0
-    samples: int = Field(default=0, description="NVML samples taken (0: a CPU step, or no NVML)")
-    cost_usd: float = Field(default=0.0, description="gpu_seconds priced on the configured GPU (configs/pricing.yaml)")
-    flagged: str | None = Field(default=None, description="why the step looks like a silent CPU fallback")
 
 
 class StepRecord(BaseModel):
@@ -100,23 +90,19 @@ def current_flow_run_id() -> str | None:
     return str(run_id) if run_id else None
 
 
-def run_engine_step(step: str, spec: EngineSpec, request: BaseModel, *, gpu_settings: GpuSettings | None = None) -> StepOutput:
+def run_engine_step(step: str, spec: EngineSpec, request: BaseModel, gpu: GpuSettings) -> StepOutput:
     """Run ``spec``'s engine on ``request`` in a folder named by the request's content.
 
-    A CUDA engine holds its VRAM in GPU slots while it runs and is measured with NVML; on a machine
-    without a GPU it runs on the CPU where that is allowed (see :func:`podforge.gpu.resolve_device`).
+    A CUDA engine holds its VRAM in GPU slots while it runs and is measured with NVML (see
+    :func:`podforge.gpu.gpu_step`); ``spec`` has already been placed by :func:`podforge.gpu.resolve_device`.
     """
-    from podforge.cost import price_gpu_seconds
-    from podforge.gpu import GpuSettings, gpu_step, list_gpus, resolve_device
-
-    settings = gpu_settings or GpuSettings()
-    if spec.resources.device == "cuda":
-        spec = resolve_device(spec, settings, list_gpus())
     context = StepContext(step, spec.name, {"engine": spec, "request": request})
-    with gpu_step(spec, settings) as telemetry:
+    with gpu_step(spec, gpu) as telemetry:
         result = load_engine(spec).run(request, context.workdir)
     usage = telemetry.usage
+    if telemetry.sampler.samples:
+        write_samples(context.workdir / "nvml-samples.jsonl", telemetry.sampler.samples)
     if usage.gpu_seconds:
-        usage = usage.model_copy(update={"cost_usd": round(price_gpu_seconds(usage.gpu_seconds, settings.price_as), 6)})
+        usage = usage.model_copy(update={"cost_usd": round(price_gpu_seconds(usage.gpu_seconds, gpu.price_as), 6)})
     device = telemetry.reported_device or spec.resources.device
     return StepOutput(record=context.record(device=device, gpu=usage), result=result)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from podforge.config import GpuSettings
 from podforge.engines.base import EngineSpec, MusicRequest
 from podforge.steps import StepOutput, run_engine_step, step_task
 
 
 @step_task("music-bed")
-def make_music_bed(prompt: str, bars: int, seed: int, engine: EngineSpec) -> StepOutput:
-    return run_engine_step("music", engine, MusicRequest(prompt=prompt, bars=bars, seed=seed))
+def make_music_bed(prompt: str, bars: int, seed: int, engine: EngineSpec, gpu: GpuSettings) -> StepOutput:
+    return run_engine_step("music", engine, MusicRequest(prompt=prompt, bars=bars, seed=seed), gpu)

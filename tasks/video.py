@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from podforge.config import VideoSettings
+from podforge.config import GpuSettings, VideoSettings
 from podforge.engines.base import EngineSpec, VideoRequest
 from podforge.media.encoders import EncoderChoice
 from podforge.script import EpisodeMeta
@@ -10,7 +10,7 @@ from podforge.steps import StepOutput, run_engine_step, step_task
 
 
 @step_task("render-video")
-def render_video(master: StepOutput, captions: StepOutput, meta: EpisodeMeta, engine: EngineSpec, video: VideoSettings, encoder: EncoderChoice, ffmpeg_binary: str | None) -> StepOutput:
+def render_video(master: StepOutput, captions: StepOutput, meta: EpisodeMeta, engine: EngineSpec, video: VideoSettings, encoder: EncoderChoice, ffmpeg_binary: str | None, gpu: GpuSettings) -> StepOutput:
     request = VideoRequest(
         audio=master.result.wav,
         captions_ass=captions.result.ass,
@@ -24,7 +24,7 @@ def render_video(master: StepOutput, captions: StepOutput, meta: EpisodeMeta, en
         encoder_options=encoder.options,
         ffmpeg=ffmpeg_binary,
     )
-    output = run_engine_step("video", engine, request)
+    output = run_engine_step("video", engine, request, gpu)
     used = output.result.encoder  # the engine falls back to libx264 when NVENC fails mid-render
     reason = encoder.reason if used == encoder.name else f"{encoder.reason}; {encoder.name} failed during the render, {used} used"
     output.record.notes.update(encoder=used, encoder_reason=reason)

@@ -1,0 +1,258 @@
+"""Engine environments: real builds (uv and pip) of external/isolation-check, caching, atomicity, locks,
+prune, the pip-config bridge to uv, and the doctor on this machine and on recorded probe outputs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import six
+from typer.testing import CliRunner
+
+from podforge import envs
+from podforge.errors import EngineError
+from podforge.gpu import list_gpus
+
+REPO = Path(__file__).resolve().parent.parent
+DOCTOR_DATA = Path(__file__).parent / "data" / "doctor"
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("PODFORGE_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def external(tmp_path, monkeypatch) -> Path:
+    """An external/ folder of our own, with the real _common helpers."""
+    folder = tmp_path / "external"
+    shutil.copytree(REPO / "external" / "_common", folder / "_common")
+    monkeypatch.setattr(envs, "EXTERNAL_DIR", folder)
+    monkeypatch.setattr(envs, "COMMON_DIR", folder / "_common")
+    return folder
+
+
+def define_env(external: Path, name: str, requirements: str) -> Path:
+    folder = external / name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "requirements.txt").write_text(requirements)
+    return folder
+
+
+def test_hash_covers_python_version_requirements_and_constraints(home, external):
+    folder = define_env(external, "demo", "six==1.15.0\n")
+    first = envs.env_hash("demo")
+    assert envs.env_dir("demo") == home.resolve() / "envs" / f"demo-{first[:16]}"
+    (folder / "requirements.txt").write_text("six==1.16.0\n")
+    second = envs.env_hash("demo")
+    (folder / "constraints.txt").write_text("idna<3\n")
+    third = envs.env_hash("demo")
+    (folder / ".python-version").write_text("3.10\n")
+    fourth = envs.env_hash("demo")
+    assert len({first, second, third, fourth}) == 4
+    assert envs.env_spec("demo").python_version == "3.10"
+
+
+def test_unknown_and_unbuilt_environments_say_what_to_do(home):
+    with pytest.raises(EngineError, match="unknown environment 'nope'.*known environments: .*isolation-check"):
+        envs.env_hash("nope")
+    with pytest.raises(EngineError, match=r"environment 'isolation-check' is not built; run `podforge envs build isolation-check`"):
+        envs.python_for("isolation-check")
+
+
+def versions_seen_by(python: Path) -> dict:
+    code = "import json, six, sys; print(json.dumps({'six': six.__version__, 'prefix': sys.prefix}))"
+    completed = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(completed.stdout)
+
+
+@pytest.mark.parametrize("installer", ["uv", "pip"])
+def test_build_isolation_check_then_cache_hit(home, installer):
+    if installer == "uv" and envs.uv_binary() is None:
+        pytest.skip("uv is not installed")
+    lines: list[str] = []
+    started = time.monotonic()
+    target = envs.build("isolation-check", log=lines.append, installer=installer)
+    first_build_s = time.monotonic() - started
+    marker = envs.read_marker(target)
+    assert marker is not None and marker.installer == installer and marker.size_bytes > 0
+    python = envs.python_for("isolation-check")
+    seen = versions_seen_by(python)
+    assert seen["six"] == "1.15.0"
+    assert Path(seen["prefix"]).resolve() == target.resolve()
+    assert six.__version__ != "1.15.0"  # the main environment keeps its own six
+
+    started = time.monotonic()
+    again = envs.build("isolation-check", log=lines.append, installer=installer)
+    assert again == target
+    assert time.monotonic() - started < 1.0
+    assert envs.read_marker(target) == marker  # not rebuilt
+    assert any("already built" in line for line in lines)
+    print(f"{installer} build of isolation-check: {first_build_s:.1f} s")
+
+
+def test_a_killed_build_is_never_used_and_is_rebuilt(home):
+    # A child process starts the build and kills itself (SIGKILL) the moment installation begins.
+    script = textwrap.dedent(
+        """
+        import os, signal
+        from podforge import envs
+        def log(line):
+            if "installing" in line:
+                os.kill(os.getpid(), signal.SIGKILL)
+        envs.build("isolation-check", log=log)
+        """
+    )
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+    assert completed.returncode == -9
+    target = envs.env_dir("isolation-check")
+    assert (target / "bin" / "python").exists()  # the venv was created ...
+    assert envs.read_marker(target) is None  # ... but never finished
+    with pytest.raises(EngineError, match="only partly built.*podforge envs build isolation-check"):
+        envs.python_for("isolation-check")
+    assert [row.state for row in envs.list_envs() if row.name == "isolation-check"] == ["incomplete"]
+
+    lines: list[str] = []
+    assert envs.build("isolation-check", log=lines.append) == target
+    assert any("removing an interrupted build" in line for line in lines)
+    assert versions_seen_by(envs.python_for("isolation-check"))["six"] == "1.15.0"
+
+
+def test_a_failed_build_leaves_nothing_and_reports_the_tail(home, external):
+    define_env(external, "broken", "podforge-no-such-package-xyz==0.0.1\n")
+    with pytest.raises(EngineError) as caught:
+        envs.build("broken", log=lambda line: None)
+    assert "installing broken's requirements failed" in caught.value.message
+    assert "podforge-no-such-package-xyz" in caught.value.message
+    assert not envs.env_dir("broken").exists()
+    with pytest.raises(EngineError, match="not built"):
+        envs.python_for("broken")
+
+
+def test_concurrent_builds_of_one_environment_build_it_once(home):
+    script = "from podforge import envs; envs.build('isolation-check')"
+    builders = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [builder.communicate(timeout=120)[0] for builder in builders]
+    assert [builder.returncode for builder in builders] == [0, 0]
+    assert sum("creating a Python" in out for out in outputs) == 1
+    assert sum("already built" in out for out in outputs) == 1
+
+
+def test_prune_removes_builds_whose_pins_changed(home, external):
+    folder = define_env(external, "demo", "six==1.15.0\n")
+    old = envs.build("demo", log=lambda line: None)
+    (folder / "requirements.txt").write_text("six==1.16.0\n")
+    new = envs.build("demo", log=lambda line: None)
+    assert old != new
+    states = {row.path: row.state for row in envs.list_envs()}
+    assert states == {new: "built", old: "stale"}
+    assert envs.prune(log=lambda line: None) == [old]
+    assert not old.exists() and new.exists()
+    assert versions_seen_by(envs.python_for("demo"))["six"] == "1.16.0"
+
+
+def test_uv_gets_the_indexes_and_caps_of_the_pip_configuration(tmp_path, monkeypatch):
+    constraints = tmp_path / "constraints.txt"
+    constraints.write_text("torch<=2.14.1\n")
+    config = tmp_path / "pip.conf"
+    config.write_text(f"[global]\nextra-index-url = file:///srv/a/simple file:///srv/b/simple\nfind-links = {tmp_path}\nconstraint = {constraints}\n")
+    monkeypatch.setenv("PIP_CONFIG_FILE", str(config))
+    settings = envs.pip_config()
+    assert settings["extra-index-url"][:2] == ["file:///srv/a/simple", "file:///srv/b/simple"]
+    assert str(tmp_path) in settings["find-links"]
+    args = envs.uv_pip_args(settings)
+    assert args[:2] == ["--index-strategy", "unsafe-best-match"]
+    for flag, value in (("--extra-index-url", "file:///srv/a/simple"), ("--extra-index-url", "file:///srv/b/simple"), ("--find-links", str(tmp_path)), ("--constraint", str(constraints))):
+        assert any(args[i] == flag and args[i + 1] == value for i in range(len(args) - 1)), (flag, value)
+
+
+# --- doctor ---------------------------------------------------------------------------------------------
+
+
+def load_probe(name: str) -> dict:
+    return json.loads((DOCTOR_DATA / name).read_text())
+
+
+def messages(findings, level: str) -> str:
+    return " | ".join(f.message for f in findings if f.level == level)
+
+
+def test_doctor_reads_a_probe_without_torch():
+    findings = envs.diagnose_probe(load_probe("isolation_check.json"), has_gpu=False, cuda_driver_version=None)
+    assert "Python 3.11.7" in messages(findings, "info")
+    assert "torch is not installed" in messages(findings, "info")
+    assert not messages(findings, "error")
+
+
+def test_doctor_names_a_cpu_only_torch():
+    probe = load_probe("torch_cpu_only.json")
+    here = envs.diagnose_probe(probe, has_gpu=False, cuda_driver_version=None)
+    assert "CPU-only torch 2.13.0+cpu" in messages(here, "info") and not messages(here, "error")
+    on_a_gpu_machine = envs.diagnose_probe(probe, has_gpu=True, cuda_driver_version="12.4", driver_version="550.54")
+    assert "CPU-only torch installed" in messages(on_a_gpu_machine, "error")
+    assert "torch.version.cuda is None" in messages(on_a_gpu_machine, "error")
+    assert "no `np.float`" in messages(on_a_gpu_machine, "info")  # numpy 2.3.5, nothing here needs it
+
+
+def test_doctor_names_a_torchvision_that_does_not_match_torch():
+    findings = envs.diagnose_probe(load_probe("torchvision_mismatch.json"), has_gpu=False, cuda_driver_version=None)
+    error = messages(findings, "error")
+    assert "torchvision 0.28.0 does not import with torch 2.13.0+cpu" in error
+    assert "torchvision::nms" in error and "same CUDA or CPU variant" in error
+
+
+def test_doctor_names_torch_built_for_a_newer_cuda_than_the_driver():
+    findings = envs.diagnose_probe(load_probe("cuda_driver_too_old.json"), has_gpu=True, cuda_driver_version="12.2", driver_version="535.183")
+    error = messages(findings, "error")
+    assert "torch built for another CUDA" in error
+    assert "needs CUDA 12.8" in error and "supports CUDA up to 12.2" in error
+
+
+def test_doctor_says_when_cuda_works():
+    findings = envs.diagnose_probe(load_probe("cuda_ok_h100.json"), has_gpu=True, cuda_driver_version="12.8", driver_version="570.86")
+    assert "CUDA works: a test operation ran on NVIDIA H100 80GB HBM3" in messages(findings, "ok")
+    assert not messages(findings, "error")
+
+
+def test_doctor_names_a_gpu_too_new_for_the_torch_kernels():
+    findings = envs.diagnose_probe(load_probe("no_kernel_image.json"), has_gpu=True, cuda_driver_version="12.8", driver_version="570.86")
+    error = messages(findings, "error")
+    assert "a small CUDA operation failed on NVIDIA GeForce RTX 5090" in error
+    assert "no kernels for capability 12.0" in error
+    assert "np.float" not in error and "functional_tensor" not in error  # numpy 1.23.5, torchvision 0.15.2
+
+
+def test_doctor_names_functional_tensor_and_np_float_for_basicsr():
+    findings = envs.diagnose_probe(load_probe("sadtalker_new_stack.json"), has_gpu=True, cuda_driver_version="12.4")
+    error = messages(findings, "error")
+    assert "`torchvision.transforms.functional_tensor` is missing (torchvision 0.20.1+cu124" in error
+    assert "basicsr 1.4.2 imports it" in error
+    assert "`np.float` is removed in numpy 1.26.4" in error and "basicsr, facexlib, gfpgan" in error
+
+
+def test_doctor_on_this_machine_says_plainly_what_is_missing(home):
+    if list_gpus():
+        pytest.skip("this machine has a GPU")
+    envs.build("isolation-check", log=lambda line: None)
+    report = envs.doctor()
+    host = messages(report.host.findings, "warn")
+    assert "no NVIDIA GPU" in host and "NVMLError" in host and "cpu_fallback" in host
+    by_name = {env.name: env for env in report.envs}
+    assert by_name["isolation-check"].state == "built"
+    assert by_name["isolation-check"].probe["python"] == f"{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}"
+    assert by_name["audiocraft"].findings[0].message == "not built; run `podforge envs build audiocraft`"
+
+    from podforge.envs_cli import envs_app
+
+    result = CliRunner().invoke(envs_app, ["doctor"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "no NVIDIA GPU" in result.output and "podforge envs build audiocraft" in result.output
+    listing = CliRunner().invoke(envs_app, ["list"], env={"COLUMNS": "200"})
+    assert "isolation-check" in listing.output and "built" in listing.output and "not built" in listing.output
