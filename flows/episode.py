@@ -1,8 +1,9 @@
-"""The episode DAG: script → speech (one task per line) ∥ music bed → dialogue → mix → captions → video → mux → publish.
+"""The episode DAG: script → speech (one task per line) ∥ music bed → dialogue → mix → captions →
+video (a talking head per host, laid out; or the audiogram) → mux → publish.
 
 Every step is a Prefect task cached by content, so a re-run after a failure redoes only what failed.
 Tasks receive futures; Prefect runs each as soon as its inputs exist (music beside speech, captions
-beside the mix).
+beside the mix, the talking heads beside both).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from tasks.mux import mux
 from tasks.publish import publish
 from tasks.script import read_script
 from tasks.speech import speak_line
-from tasks.video import render_video
+from tasks.video import animate_host, render_layout, render_video
 
 DEMO_SCRIPT = str(REPO_ROOT / "configs" / "episodes" / "demo.md")
 
@@ -60,8 +61,15 @@ def episode(
     master = mix_master.submit(dialogue, bed, cfg.mix, cfg.ffmpeg)
     captions = write_captions.submit(dialogue, cfg.mix, cfg.video)
     encoder = choose_h264_encoder(cfg.video.encoder, cfg.ffmpeg, x264_preset=cfg.video.x264_preset, crf=cfg.video.crf)
-    video = render_video.submit(master, captions, parsed.meta, engine_for(cfg, cfg.use.video, "video", gpus), cfg.video, encoder, cfg.ffmpeg, cfg.gpu)
+    portraits = parsed.portraits  # speaker -> image, when every host has one
+    if portraits:
+        avatar_engine = engine_for(cfg, cfg.use.avatar, "avatar", gpus)
+        avatars = [animate_host.submit(speaker, image, dialogue, avatar_engine, cfg.mix, cfg.video, len(portraits), encoder, cfg.gpu) for speaker, image in portraits.items()]
+        video = render_layout.submit(list(portraits), avatars, dialogue, captions, cfg.mix, cfg.video, encoder, cfg.ffmpeg)
+    else:
+        avatars = []
+        video = render_video.submit(master, captions, parsed.meta, engine_for(cfg, cfg.use.video, "video", gpus), cfg.video, encoder, cfg.ffmpeg, cfg.gpu)
     containers = mux.submit(video, master, cfg.publish, cfg.ffmpeg)
 
-    steps = ProgressBoard(parsed.slug).follow([bed, *speech, dialogue, master, captions, video, containers])
+    steps = ProgressBoard(parsed.slug).follow([bed, *speech, dialogue, master, captions, *avatars, video, containers])
     return publish(parsed, steps, out_dir, cfg.mix.intro_s)

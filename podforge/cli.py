@@ -47,6 +47,7 @@ def check_inputs(script: Path, config_files: list[Path], overrides: dict[str, An
     from podforge.config import load_config
     from podforge.gpu import list_gpus
     from podforge.io import episode_dir
+    from podforge.media.portraits import load_portrait
     from podforge.script import load_script
 
     config = load_config(config_files, overrides)
@@ -55,6 +56,10 @@ def check_inputs(script: Path, config_files: list[Path], overrides: dict[str, An
     cast_voices(parsed, config, gpus)
     engine_for(config, config.use.music, "music", gpus, field="use.music")
     engine_for(config, config.use.video, "video", gpus, field="use.video")
+    for speaker, image in parsed.portraits.items():
+        load_portrait(image, speaker)  # a bad portrait fails here, naming host and file
+    if parsed.portraits:
+        engine_for(config, config.use.avatar, "avatar", gpus, field="use.avatar")
     episode_dir(out_dir, parsed.slug)
     return parsed.slug
 

@@ -44,6 +44,7 @@ class EngineChoice(Strict):
 
     music: str = "procedural"
     video: str = "audiogram"
+    avatar: str = Field(default="portrait", description="talking heads, used when every host has a portrait")
 
 
 class MixSettings(Strict):
@@ -69,6 +70,7 @@ class VideoSettings(Strict):
     width: int = Field(default=1280, ge=64, le=3840)
     height: int = Field(default=720, ge=64, le=2160)
     fps: int = Field(default=25, ge=1, le=60)
+    layout: Literal["side_by_side", "cut"] = Field(default="side_by_side", description="how talking heads share the frame")
     encoder: Literal["auto", "h264_nvenc", "libx264"] = "auto"
     x264_preset: str = "veryfast"
     crf: int = Field(default=23, ge=0, le=51)

@@ -113,6 +113,12 @@ class Script(BaseModel):
     def speakers(self) -> list[str]:
         return list(dict.fromkeys(line.speaker for line in self.lines))
 
+    @property
+    def portraits(self) -> dict[str, Path]:
+        """Speaker → portrait image when every speaker has one, else empty (the audiogram is used)."""
+        images = {speaker: self.meta.hosts[speaker].portrait for speaker in self.speakers}
+        return images if all(images.values()) else {}
+
 
 def slugify(text: str) -> str:
     """A filesystem- and URL-safe slug: path separators, dots and shell characters become dashes."""
@@ -138,8 +144,14 @@ def read_script_file(path: Path) -> str:
 
 
 def load_script(path: Path) -> Script:
+    """Parse a script file; portrait paths in it are relative to the script's folder."""
     path = Path(path)
-    return parse_script(read_script_file(path), source=str(path))
+    script = parse_script(read_script_file(path), source=str(path))
+    hosts = {
+        name: host.model_copy(update={"portrait": (path.parent / host.portrait).resolve()}) if host.portrait and not host.portrait.is_absolute() else host
+        for name, host in script.meta.hosts.items()
+    }
+    return script.model_copy(update={"meta": script.meta.model_copy(update={"hosts": hosts})})
 
 
 def parse_script(text: str, source: str = "<inline>") -> Script:

@@ -1,7 +1,5 @@
 """Request and result of the ``avatar`` kind: one host's talking-head video over the whole episode.
 
-(Kept apart from ``base.py`` until the lead moves them there.)
-
 All times are on the episode timeline, the one the finished video plays on. The audio may be the host's
 own track (silence where others speak) or the whole dialogue track: ``alignment.intervals`` says when
 this host speaks, and an engine keeps the mouth still outside them. ``audio_offset_s`` is where the

@@ -21,6 +21,7 @@ what is kept per frame is a handful of floats, so memory does not grow with the 
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -246,6 +247,8 @@ FACE_HEIGHTS_IN_FRAME = 3.0
 """The output frame's height in face heights (head and shoulders)."""
 FACE_CENTRE_FROM_TOP = 0.42
 MOTION_MARGIN = 0.08
+CLOSED_LID_AT = 0.8
+"""Where a closed lid's edge lies, as a fraction of the eye's height from its top."""
 
 
 @dataclass
@@ -288,35 +291,53 @@ class PortraitRig:
         self._pivot = (self.face.face.cx, self.face.chin_y)
         self._cv2 = cv2
 
-    # Lips: the jaw and lower lip move down, the upper lip a little up, and the corners in or out.
+    # Lips: the lower lip and jaw move down, the upper lip a little up, the corners in or out. At the lip
+    # line the opening follows the mouth's shape (full at the centre, none at the corners); lower down the
+    # whole jaw moves. Every ramp is gentle enough that the warp never folds outside the painted opening.
     def _mouth_fields(self) -> dict[str, Any]:
         face, mouth = self.face.face, self.face.mouth
         fh = face.h
         line_y = mouth.cy
-        self.jaw_drop = 0.13 * fh
-        self.lip_raise = 0.03 * fh
+        self.jaw_drop = 0.10 * fh
+        self.lip_raise = 0.025 * fh
         warp = _Warp.around(face.cx - 0.62 * face.w, line_y - 0.2 * fh, face.cx + 0.62 * face.w, self.face.chin_y + 0.5 * fh, self.base.shape)
-        dx = warp.grid_x - face.cx
-        across_jaw = np.exp(-((np.abs(dx) / (0.36 * face.w)) ** 4))
-        below_line = _smoothstep(line_y - 0.01 * fh, line_y + 0.05 * fh, warp.grid_y) * (1 - _smoothstep(self.face.chin_y, self.face.chin_y + 0.45 * fh, warp.grid_y))
-        above_line = 1 - _smoothstep(line_y - 0.12 * fh, line_y, warp.grid_y)
-        above_line = np.where(warp.grid_y <= line_y, 1 - above_line, 0.0)
+        dx = warp.grid_x - mouth.cx
+        lips = self.lip_profile(dx, 0.0)
+        across_jaw = np.exp(-((np.abs(warp.grid_x - face.cx) / (0.36 * face.w)) ** 4))
+        to_jaw = _smoothstep(line_y, line_y + 0.22 * fh, warp.grid_y)
+        below_line = _smoothstep(line_y - 0.01 * fh, line_y + 0.03 * fh, warp.grid_y) * (1 - _smoothstep(self.face.chin_y, self.face.chin_y + 0.45 * fh, warp.grid_y))
+        above_line = np.where(warp.grid_y <= line_y, _smoothstep(line_y - 0.12 * fh, line_y, warp.grid_y), 0.0)
         around_lips = np.exp(-((dx / (0.55 * mouth.w)) ** 2) - ((warp.grid_y - line_y) / (0.09 * fh)) ** 2)
         return {
             "warp": warp,
-            "down": (across_jaw * below_line).astype(np.float32),
-            "up": (np.exp(-((dx / (0.5 * mouth.w)) ** 2)) * above_line).astype(np.float32),
+            "down": ((lips * (1 - to_jaw) + across_jaw * to_jaw) * below_line).astype(np.float32),
+            "up": (lips * above_line).astype(np.float32),
             "corners": (dx * around_lips).astype(np.float32),
             "line_y": line_y,
         }
 
-    # Lids: inside each eye's box the picture is pulled down from above, the lid covering the eye.
+    def lip_profile(self, dx: np.ndarray, width: float) -> np.ndarray:
+        """How far the lips part across the mouth: 1 at the centre, 0 at the corners (rounded lips: narrower)."""
+        half_width = 0.44 * self.face.mouth.w * (1.0 + 0.12 * width)
+        return np.clip(1.0 - (dx / half_width) ** 2, 0.0, 1.0) ** 0.8
+
+    # Lids: each eye is painted over, once, from the skin around it (OpenCV inpainting) to make a closed lid.
+    # A blink draws that lid down over the eye, along the eye's curved outline, with a darker lash edge.
     def _eye_fields(self, eye: Box) -> dict[str, Any]:
-        warp = _Warp.around(eye.x - 0.35 * eye.w, eye.y - 1.2 * eye.h, eye.x + 1.35 * eye.w, eye.y + 1.5 * eye.h, self.base.shape)
-        across = np.exp(-(((warp.grid_x - eye.cx) / (0.62 * eye.w)) ** 4))
-        rise = _smoothstep(eye.y - 1.2 * eye.h, eye.y - 0.1 * eye.h, warp.grid_y)
-        fall = 1 - _smoothstep(eye.y + 0.9 * eye.h, eye.y + 1.4 * eye.h, warp.grid_y)
-        return {"warp": warp, "pull": (across * rise * fall).astype(np.float32), "travel": 1.15 * eye.h, "eye": eye}
+        import cv2
+
+        warp = _Warp.around(eye.x - 0.3 * eye.w, eye.y - 0.5 * eye.h, eye.x + 1.3 * eye.w, eye.y + 1.5 * eye.h, self.base.shape)
+        radius_x, radius_y = 0.5 * eye.w, 0.5 * eye.h
+        reach = np.sqrt(np.clip(1.0 - ((warp.grid_x - eye.cx) / radius_x) ** 2, 0.0, 1.0))
+        top, height = eye.cy - radius_y * reach, np.maximum(2 * radius_y * reach, 1e-3)
+        fraction = np.where(reach > 0, (warp.grid_y - top) / height, np.inf)  # 0 at the upper lid, 1 at the lower
+        region = self.base[warp.y0 : warp.y1, warp.x0 : warp.x1]
+        hole = ((fraction > -0.15) & (fraction < 1.15)).astype(np.uint8) * 255
+        lid = cv2.inpaint(np.ascontiguousarray(region), hole, max(3.0, eye.h / 3), cv2.INPAINT_TELEA)
+        blurred = cv2.GaussianBlur(lid, (0, 0), sigmaX=max(0.8, eye.h / 10))
+        lid = np.where(hole[..., None] > 0, blurred, region).astype(np.float32)
+        sides = np.clip((reach - 0.05) / 0.3, 0.0, 1.0) * np.clip(fraction * height + 1.5, 0.0, 1.0)  # soft corners, nothing above the eye
+        return {"warp": warp, "fraction": fraction.astype(np.float32), "height": height.astype(np.float32), "lid": lid, "sides": sides.astype(np.float32)}
 
     def render(self, openness: float, width: float, closure: float, angle_deg: float, shift_x: float, shift_y: float, scale: float) -> np.ndarray:
         """One output frame (RGB uint8, height × width × 3) for this state of lips, lids and head."""
@@ -325,20 +346,23 @@ class PortraitRig:
         mouth = self._mouth
         warp: _Warp = mouth["warp"]
         if openness > 0.01 or abs(width) > 0.02:
-            map_x = warp.grid_x + (-0.12 * width) * mouth["corners"]
-            map_y = warp.grid_y - (openness * self.jaw_drop) * mouth["down"] + (openness * self.lip_raise) * mouth["up"]
+            map_x = warp.grid_x + np.float32(-0.12 * width) * mouth["corners"]
+            map_y = warp.grid_y - np.float32(openness * self.jaw_drop) * mouth["down"] + np.float32(openness * self.lip_raise) * mouth["up"]
             cv2.remap(self.base, map_x, map_y, cv2.INTER_LINEAR, dst=canvas[warp.y0 : warp.y1, warp.x0 : warp.x1], borderMode=cv2.BORDER_REFLECT)
             self._paint_cavity(openness, width)
         else:
             canvas[warp.y0 : warp.y1, warp.x0 : warp.x1] = self.base[warp.y0 : warp.y1, warp.x0 : warp.x1]
         for eye in self._eyes:
             ew: _Warp = eye["warp"]
+            original = self.base[ew.y0 : ew.y1, ew.x0 : ew.x1]
             if closure > 0.02:
-                map_y = ew.grid_y - (closure * eye["travel"]) * eye["pull"]
-                cv2.remap(self.base, ew.grid_x, map_y, cv2.INTER_LINEAR, dst=canvas[ew.y0 : ew.y1, ew.x0 : ew.x1], borderMode=cv2.BORDER_REFLECT)
-                self._paint_lash(eye, closure)
+                reach = (closure * CLOSED_LID_AT - eye["fraction"]) * eye["height"]  # pixels the lid edge is below here
+                alpha = (np.clip(reach + 0.5, 0.0, 1.0) * eye["sides"])[..., None]
+                lash = (0.35 * closure * np.exp(-((reach / 1.2) ** 2)) * eye["sides"])[..., None]
+                blended = (original * (1 - alpha) + eye["lid"] * alpha) * (1 - lash)
+                canvas[ew.y0 : ew.y1, ew.x0 : ew.x1] = blended.astype(np.uint8)
             else:
-                canvas[ew.y0 : ew.y1, ew.x0 : ew.x1] = self.base[ew.y0 : ew.y1, ew.x0 : ew.x1]
+                canvas[ew.y0 : ew.y1, ew.x0 : ew.x1] = original
         fh = self.face.face.h
         motion = cv2.getRotationMatrix2D(self._pivot, angle_deg, 1.0 + scale)
         motion[0, 2] += shift_x * fh
@@ -347,46 +371,27 @@ class PortraitRig:
         return cv2.warpAffine(canvas, matrix[:2], (self.width, self.height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
     def _paint_cavity(self, openness: float, width: float) -> None:
-        """A dark, soft-edged mouth opening between the moved lips, lit a little at the top (teeth)."""
+        """Fill the parted lips with a dark, soft-edged opening shaped like the lips' profile."""
         mouth = self.face.mouth
-        gap = openness * (self.jaw_drop + self.lip_raise)
-        if gap < 1.0:
+        line_y = self._mouth["line_y"]
+        if openness * (self.jaw_drop + self.lip_raise) < 1.0:
             return
-        centre_x = mouth.cx
-        centre_y = self._mouth["line_y"] + 0.5 * openness * (self.jaw_drop - self.lip_raise)
-        radius_x = 0.5 * mouth.w * (0.78 + 0.16 * width)
-        radius_y = 0.48 * gap
-        x0, x1 = int(centre_x - radius_x) - 2, int(centre_x + radius_x) + 3
-        y0, y1 = int(centre_y - radius_y) - 2, int(centre_y + radius_y) + 3
-        x0, y0 = max(0, x0), max(0, y0)
-        x1, y1 = min(self.canvas.shape[1], x1), min(self.canvas.shape[0], y1)
+        x0, x1 = max(0, int(mouth.x - 0.1 * mouth.w)), min(self.canvas.shape[1], int(mouth.x + 1.1 * mouth.w) + 1)
+        y0 = max(0, int(line_y - openness * self.lip_raise) - 2)
+        y1 = min(self.canvas.shape[0], int(line_y + openness * self.jaw_drop) + 3)
         if x1 <= x0 or y1 <= y0:
             return
         ys, xs = np.ogrid[y0:y1, x0:x1]
-        distance = np.sqrt(((xs - centre_x) / radius_x) ** 2 + ((ys - centre_y) / max(radius_y, 0.5)) ** 2)
-        alpha = np.clip((1.0 - distance) * max(radius_y, 2.0) / 1.5, 0.0, 1.0) * 0.92
-        depth = (ys - (centre_y - radius_y)) / max(2 * radius_y, 1.0)
-        teeth = np.clip(1.0 - depth / 0.28, 0.0, 1.0) * min(1.0, openness * 2.5)
-        colour = (1 - teeth)[..., None] * np.array([58.0, 22.0, 26.0]) + teeth[..., None] * np.array([206.0, 196.0, 186.0])
+        lips = self.lip_profile(xs - mouth.cx, width)
+        upper = line_y - openness * self.lip_raise * lips
+        lower = line_y + openness * self.jaw_drop * lips
+        inside = np.minimum(ys - upper, lower - ys)  # pixels inside the opening (negative outside)
+        alpha = np.clip(inside, 0.0, 1.0) * 0.9
+        depth = np.clip((ys - upper) / np.maximum(lower - upper, 1.0), 0.0, 1.0)
+        shade = 0.45 + 0.55 * np.abs(2 * depth - 1) ** 1.5  # darkest in the middle of the opening
+        colour = shade[..., None] * np.array([104.0, 42.0, 44.0])
         region = self.canvas[y0:y1, x0:x1].astype(np.float32)
-        blended = region * (1 - alpha[..., None]) + colour * alpha[..., None]
-        self.canvas[y0:y1, x0:x1] = blended.astype(np.uint8)
-
-    def _paint_lash(self, eye: dict[str, Any], closure: float) -> None:
-        """Darken the closing lid's edge a little so a closed eye reads as closed."""
-        box: Box = eye["eye"]
-        edge_y = box.y + closure * box.h * 0.95
-        x0, x1 = int(box.x), int(box.x + box.w) + 1
-        y0, y1 = int(edge_y - 0.2 * box.h), int(edge_y + 0.2 * box.h) + 1
-        x0, y0 = max(0, x0), max(0, y0)
-        x1, y1 = min(self.canvas.shape[1], x1), min(self.canvas.shape[0], y1)
-        if x1 <= x0 or y1 <= y0:
-            return
-        ys, xs = np.ogrid[y0:y1, x0:x1]
-        across = np.exp(-(((xs - box.cx) / (0.45 * box.w)) ** 4))
-        along = np.exp(-(((ys - edge_y) / max(0.1 * box.h, 0.6)) ** 2))
-        shade = 1.0 - 0.45 * closure * across * along
-        self.canvas[y0:y1, x0:x1] = (self.canvas[y0:y1, x0:x1] * shade[..., None]).astype(np.uint8)
+        self.canvas[y0:y1, x0:x1] = (region * (1 - alpha[..., None]) + colour * alpha[..., None]).astype(np.uint8)
 
 
 def _frame_portrait(rgb: np.ndarray, face: FaceGeometry, width: int, height: int) -> tuple[np.ndarray, FaceGeometry, np.ndarray]:
@@ -481,4 +486,5 @@ class PortraitEngine(Engine[AvatarRequest, AvatarResult]):
 
 
 def _stable_hash(text: str) -> int:
-    return int.from_bytes(text.encode("utf-8")[:8].ljust(8, b"\0"), "little")
+    """The same number for the same host in every process (``hash()`` is salted per process)."""
+    return zlib.crc32(text.encode("utf-8"))

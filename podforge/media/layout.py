@@ -37,10 +37,14 @@ LayoutMode = Literal["side_by_side", "cut"]
 HIGHLIGHT_RGB = (255, 196, 40)
 INACTIVE_BRIGHTNESS = 0.5
 BACKGROUND_RGB = (18, 20, 26)
+CAPTION_BAND = 0.14
+"""Fraction of the picture's height, at the bottom, that side-by-side tiles leave to the captions."""
 
 
 class RawVideoWriter:
     """Encode RGB frames written one by one to an MP4, atomically (the file appears only when complete).
+
+    ``captions_ass``, when given, is burned into the picture on the way (ffmpeg's ``ass`` filter).
 
     ::
 
@@ -49,13 +53,25 @@ class RawVideoWriter:
                 writer.write(frame)
     """
 
-    def __init__(self, path: Path, width: int, height: int, fps: int, *, encoder: str = "libx264", encoder_options: dict[str, str] | None = None, binary: str | None = None):
+    def __init__(
+        self,
+        path: Path,
+        width: int,
+        height: int,
+        fps: int,
+        *,
+        encoder: str = "libx264",
+        encoder_options: dict[str, str] | None = None,
+        captions_ass: Path | None = None,
+        binary: str | None = None,
+    ):
         if width % 2 or height % 2:
             raise EngineError(f"video size {width}×{height} must be even for yuv420p", field="video")
         self.path = Path(path)
         self.width, self.height, self.fps = width, height, fps
         self.encoder = encoder
         self.encoder_options = dict(encoder_options or {})
+        self.captions_ass = captions_ass
         self.binary = binary
         self.frames = 0
         self._frame_bytes = width * height * 3
@@ -65,9 +81,10 @@ class RawVideoWriter:
 
     def __enter__(self) -> RawVideoWriter:
         tmp = self._atomic.__enter__()
-        graph = ffmpeg_graph.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{self.width}x{self.height}", framerate=self.fps).output(
-            str(tmp), vcodec=self.encoder, pix_fmt="yuv420p", an=None, **self.encoder_options
-        )
+        picture = ffmpeg_graph.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{self.width}x{self.height}", framerate=self.fps)
+        if self.captions_ass is not None:
+            picture = picture.filter("ass", filename=str(self.captions_ass))  # burned in by libass
+        graph = picture.output(str(tmp), vcodec=self.encoder, pix_fmt="yuv420p", an=None, **self.encoder_options)
         args = ffmpeg_graph.compile(graph, cmd="ffmpeg", overwrite_output=True)[1:]
         self._process = subprocess.Popen([ffmpeg_exe(self.binary), "-hide_banner", "-loglevel", "error", *args], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log)
         return self
@@ -117,7 +134,7 @@ class TurnIndex:
         if not turns:
             raise EngineError("the layout needs at least one speaker turn", field="timeline")
         ordered = sorted(turns, key=lambda turn: turn.start_s)
-        self._starts = [round(turn.start_s * fps) for turn in ordered]
+        self._starts = [math.floor(round(turn.start_s * fps, 6)) for turn in ordered]  # the frame in which the turn starts
         self._speakers = [turn.speaker for turn in ordered]
 
     def speaker_at(self, frame: int) -> str:
@@ -136,6 +153,7 @@ def compose_layout(
     mode: LayoutMode = "side_by_side",
     encoder: str = "libx264",
     encoder_options: dict[str, str] | None = None,
+    captions_ass: Path | None = None,
     binary: str | None = None,
 ) -> int:
     """Lay out one video per host (in ``videos``' order) for ``duration_s``; return the frames written.
@@ -153,7 +171,7 @@ def compose_layout(
     latest: dict[str, np.ndarray] = {}
     total = frame_count(duration_s, fps)
     canvas = np.empty((height, width, 3), dtype=np.uint8)
-    with RawVideoWriter(out, width, height, fps, encoder=encoder, encoder_options=encoder_options, binary=binary) as writer:
+    with RawVideoWriter(out, width, height, fps, encoder=encoder, encoder_options=encoder_options, captions_ass=captions_ass, binary=binary) as writer:
         for frame_number in range(total):
             for speaker, reader in readers.items():
                 picture = next(reader, None)
@@ -164,10 +182,10 @@ def compose_layout(
             active = index.speaker_at(frame_number)
             canvas[:] = BACKGROUND_RGB
             if mode == "cut":
-                _paste_fit(canvas, latest[active], tiles[0], cover=True)
+                _paste_fit(canvas, latest[active], tiles[0])
             else:
                 for speaker, tile in zip(speakers, tiles):
-                    _paste_fit(canvas, latest[speaker], tile, cover=True, dim=speaker != active)
+                    _paste_fit(canvas, latest[speaker], tile, dim=speaker != active)
                     if speaker == active:
                         _draw_frame(canvas, tile, thickness=max(4, height // 90))
             writer.write(canvas)
@@ -183,18 +201,22 @@ def host_video_size(mode: LayoutMode, hosts: int, width: int, height: int) -> tu
 
 
 def tile_rectangles(count: int, width: int, height: int) -> list[tuple[int, int, int, int]]:
-    """(x, y, w, h) of ``count`` tiles in a centred grid (one row up to three hosts, then two rows)."""
+    """(x, y, w, h) of ``count`` square tiles in a centred grid (one row up to three hosts, then two rows).
+
+    The bottom :data:`CAPTION_BAND` of the picture is left free for the burned-in captions.
+    """
     columns = count if count <= 3 else math.ceil(count / 2)
     rows = math.ceil(count / columns)
     gap = max(8, width // 64)
-    side = min((width - gap * (columns + 1)) // columns, (height - gap * (rows + 1)) // rows)
+    usable_height = int(height * (1 - CAPTION_BAND))
+    side = min((width - gap * (columns + 1)) // columns, (usable_height - gap * (rows + 1)) // rows)
     side -= side % 2
     rectangles = []
     for position in range(count):
         row, column = divmod(position, columns)
         in_row = min(columns, count - row * columns)
         x0 = (width - (in_row * side + (in_row - 1) * gap)) // 2
-        y0 = (height - (rows * side + (rows - 1) * gap)) // 2
+        y0 = (usable_height - (rows * side + (rows - 1) * gap)) // 2
         rectangles.append((x0 + column * (side + gap), y0 + row * (side + gap), side, side))
     return rectangles
 
@@ -211,13 +233,13 @@ def _frames(path: Path) -> Iterator[np.ndarray]:
             yield frame.to_ndarray(format="rgb24")
 
 
-def _paste_fit(canvas: np.ndarray, picture: np.ndarray, tile: tuple[int, int, int, int], *, cover: bool, dim: bool = False) -> None:
+def _paste_fit(canvas: np.ndarray, picture: np.ndarray, tile: tuple[int, int, int, int], *, dim: bool = False) -> None:
     """Scale ``picture`` to fill the tile (cropping the overflow, centred) and paste it, dimmed if asked."""
     import cv2
 
     x, y, w, h = tile
     ph, pw = picture.shape[:2]
-    scale = max(w / pw, h / ph) if cover else min(w / pw, h / ph)
+    scale = max(w / pw, h / ph)
     scaled_w, scaled_h = max(w, round(pw * scale)), max(h, round(ph * scale))
     if (scaled_w, scaled_h) != (pw, ph):
         interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR

@@ -27,9 +27,12 @@ from podforge.errors import ScriptError
 MIN_PORTRAIT_SIDE = 64
 MAX_WORKING_SIDE = 2048
 """Portraits with a longer side are downscaled to this for animation (a face needs no more)."""
-MAX_PORTRAIT_PIXELS = 200_000_000
+MAX_PORTRAIT_PIXELS = 150_000_000
+"""Larger images are refused (Pillow itself refuses beyond about 179 megapixels)."""
 DETECTION_SIDE = 640
 """Faces are searched on a copy whose longer side is this (Haar cascades are scale-invariant)."""
+MIN_FACE_FRACTION = 0.06
+"""The smallest face searched for, as a fraction of the image's shorter side."""
 
 
 class Box(BaseModel):
@@ -96,7 +99,7 @@ def load_portrait(path: Path, speaker: str) -> Portrait:
     face = detect_face(rgb)
     if face is None:
         raise ScriptError(
-            f"no face found in {speaker}'s portrait; use a frontal photo where the face is at least a tenth of the image height",
+            f"no face found in {speaker}'s portrait; use a frontal photo where the face is at least 1/16 of the image's shorter side",
             file=path,
             field=portrait_field(speaker),
         )
@@ -115,7 +118,7 @@ def read_portrait_image(path: Path, speaker: str, max_side: int = MAX_WORKING_SI
         raise ScriptError(f"{speaker}'s portrait does not exist", file=path, field=field)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # sizes are checked below
             with Image.open(path) as image:
                 original_size = image.size
                 _check_size(original_size, path, field)
@@ -125,8 +128,10 @@ def read_portrait_image(path: Path, speaker: str, max_side: int = MAX_WORKING_SI
                 rgb_image = _flatten_to_rgb(ImageOps.exif_transpose(image))
     except ScriptError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ScriptError(f"{speaker}'s portrait is not a readable image ({exc.__class__.__name__}: {exc})", file=path, field=field) from None
+    except Image.DecompressionBombError:
+        raise ScriptError(f"image is over {MAX_PORTRAIT_PIXELS // 1_000_000} megapixels; save a smaller copy", file=path, field=field) from None
+    except UnidentifiedImageError as exc:
+        raise ScriptError(f"{speaker}'s portrait is not a readable image ({exc})", file=path, field=field) from None
     except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt data surfaces as OSError/SyntaxError
         raise ScriptError(f"{speaker}'s portrait is damaged or truncated: {exc}", file=path, field=field) from None
     if max(rgb_image.size) > max_side:
@@ -172,7 +177,7 @@ def detect_face(rgb: np.ndarray) -> FaceGeometry | None:
     scale = min(1.0, DETECTION_SIDE / max(rgb.shape[:2]))
     small = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else rgb
     gray = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))
-    min_face = max(24, int(min(gray.shape) * 0.1))
+    min_face = max(24, int(min(gray.shape) * MIN_FACE_FRACTION))
     faces = []
     for cascade in (frontal, frontal_alt):
         faces = cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(min_face, min_face))
@@ -217,9 +222,12 @@ def _refine_eyes(geometry: FaceGeometry, gray: np.ndarray, eye_cascade) -> FaceG
         return geometry
     found_left = min(left_candidates, key=lambda e: abs(e.cx - geometry.left_eye.cx))
     found_right = min(right_candidates, key=lambda e: abs(e.cx - geometry.right_eye.cx))
-    # The cascade's box includes brow and lid; the eye itself is its middle.
-    shrink = lambda e: Box(x=e.x + 0.08 * e.w, y=e.y + 0.28 * e.h, w=0.84 * e.w, h=0.5 * e.h)  # noqa: E731
-    return geometry.model_copy(update={"left_eye": shrink(found_left), "right_eye": shrink(found_right), "eyes_detected": True})
+    return geometry.model_copy(update={"left_eye": _eye_within(found_left), "right_eye": _eye_within(found_right), "eyes_detected": True})
+
+
+def _eye_within(cascade_box: Box) -> Box:
+    """The eye itself: the middle of the eye cascade's box, which also holds the brow and the lids."""
+    return Box(x=cascade_box.x + 0.08 * cascade_box.w, y=cascade_box.y + 0.28 * cascade_box.h, w=0.84 * cascade_box.w, h=0.5 * cascade_box.h)
 
 
 def _refine_mouth(geometry: FaceGeometry, gray: np.ndarray, smile_cascade) -> FaceGeometry:
