@@ -314,7 +314,41 @@ _ENGLISH_PASSES: list[tuple[re.Pattern[str], Callable[[re.Match], str] | str]] =
     (re.compile(r"(?<![\w.])No\.\s?(?=\d)"), "number "),
     (re.compile(r"(?<![\w&])#(?=\d)"), "number "),
     (re.compile(r"\b(\d+(?:\.\d+)?)\s?[-–—]\s?(\d+(?:\.\d+)?)\b"), _range),
-    (re.compile(r"(?<![\d,.])(1[1-9]\d\d|20\d\d)(?![\d,]|\.\d)"), _year),
+    (re.compile(r"(?<![\d,.])(1[1-9]\d\d|20\d\d)(?!\d|[,.]\d)"), _year),
     (re.compile(rf"{_SIGN}({_NUMBER})(?![\w])"), _number),
     (re.compile(r"\s&\s"), " and "),
 ]
+
+
+def split_sentences(text: str, max_chars: int = 250) -> list[str]:
+    """``text`` as sentences of at most ``max_chars`` characters, for engines that speak one at a time.
+
+    A full stop ends a sentence unless it closes an abbreviation ("Dr.", "e.g.") or an initial ("J.") or
+    the next word starts in lower case. A sentence longer than ``max_chars`` is cut at its last comma,
+    semicolon or colon that fits, else at a space. Pieces without a letter or digit are dropped.
+    """
+    sentences: list[str] = []
+    start = 0
+    for boundary in re.finditer(r"(?<=[.!?…])[\"'”’)\]]*\s+", text):
+        before = text[start : boundary.start()].split()[-1] if text[start : boundary.start()].split() else ""
+        following = text[boundary.end() : boundary.end() + 1]
+        if before in _ABBREVIATIONS and before not in _SENTENCE_FINAL_ABBREVIATIONS or re.fullmatch(r"[A-Z]\.", before) or following.islower():
+            continue
+        sentences.append(text[start : boundary.end()].strip())
+        start = boundary.end()
+    sentences.append(text[start:].strip())
+    pieces = [piece for sentence in sentences for piece in _cut(sentence, max_chars)]
+    return [piece for piece in pieces if re.search(r"\w", piece)]
+
+
+def _cut(sentence: str, max_chars: int) -> list[str]:
+    pieces: list[str] = []
+    while len(sentence) > max_chars:
+        window = sentence[: max_chars + 1]
+        cut = max(window.rfind(", "), window.rfind("; "), window.rfind(": "))
+        cut = cut + 1 if cut > 0 else window.rfind(" ")
+        if cut <= 0:
+            cut = max_chars
+        pieces.append(sentence[:cut].strip())
+        sentence = sentence[cut:].strip()
+    return [*pieces, sentence]

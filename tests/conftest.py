@@ -6,6 +6,7 @@ It is set before any podforge module is imported, because task result storage is
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -25,3 +26,8 @@ def prefect_api():
 
     with prefect_test_harness(server_startup_timeout=180):
         yield
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Engine environments and caches built by the tests can be gigabytes: leave nothing behind."""
+    shutil.rmtree(os.environ["PODFORGE_HOME"], ignore_errors=True)

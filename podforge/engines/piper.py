@@ -20,6 +20,7 @@ from podforge.errors import EngineError
 from podforge.io import atomic_path
 from podforge.media.audio import write_wav
 from podforge.media.ffmpeg import run_ffmpeg
+from podforge.textnorm import normalize_text
 
 SENTENCE_PAUSE_S = 0.18
 _WORD_BREAKS = {" ", ".", ",", "?", "!", ";", ":", "—", "…"}
@@ -28,7 +29,7 @@ _WORD_BREAKS = {" ", ".", ",", "?", "!", ";", ":", "—", "…"}
 class PiperEngine(Engine[SpeechRequest, SpeechResult]):
     name = "piper"
     kind = "speech"
-    version = "1"
+    version = "2"  # 2: text normalisation before synthesis
     Request = SpeechRequest
     Result = SpeechResult
 
@@ -68,7 +69,8 @@ class PiperEngine(Engine[SpeechRequest, SpeechResult]):
         pieces: list[np.ndarray] = []
         phonemes: list[PhonemeTiming] = []
         cursor = 0
-        for chunk in self.voice.synthesize(request.text, synthesis, include_alignments=True):
+        spoken = normalize_text(request.text, request.language)  # "$1.50" -> "one dollar fifty"
+        for chunk in self.voice.synthesize(spoken, synthesis, include_alignments=True):
             if pieces:
                 pieces.append(np.zeros(int(SENTENCE_PAUSE_S * rate), dtype=np.float32))
                 cursor += int(SENTENCE_PAUSE_S * rate)

@@ -1,0 +1,159 @@
+"""The ``musicgen`` runner: MusicGen through Hugging Face transformers, in its own environment.
+
+Request: ``{"prompt": str, "duration_s": float, "seed": int}``. Result: ``{"wav", "sample_rate",
+"duration_s", "segments", "model", "fp16"}``: a mono WAV of exactly ``round(duration_s * sample_rate)``
+samples. (The engine in the main environment turns it into a seamless loop.)
+
+Settings: ``model`` (``facebook/musicgen-small|medium|large|melody`` from the Hugging Face cache, or a
+local folder saved with ``save_pretrained``), ``guidance_scale`` (3.0), ``temperature`` (1.0), ``top_k``
+(250), ``window_s`` (30: the longest stretch generated at once, as the models were trained),
+``overlap_s`` (5: audio carried into the next window as its prompt), ``device`` (``cuda``, the default,
+or ``cpu``) and ``fp16`` (default true; CUDA only).
+
+Length arithmetic: one window of ``n`` new tokens decodes to ``n - (codebooks - 1)`` codec frames (the
+codebooks are offset by one step each), at ``frame_rate`` (50) frames per second. A bed longer than one
+window is continued: the last ``overlap_s`` of what exists is encoded back to codes and given to the
+decoder as its prompt, the next window continues it, and the re-decoded prompt is crossfaded over the
+original. The result is trimmed to the exact length asked for.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import wave
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from podforge_runner import serve  # noqa: E402
+
+
+
+def pick_device(settings: dict) -> str:
+    if settings.get("device", "cuda") == "cuda":
+        if torch.cuda.is_available():
+            return "cuda"
+        print("musicgen: CUDA was asked for but torch sees no GPU (a CPU-only torch, or no device); running on the CPU", flush=True)
+    return "cpu"
+
+
+def load_model(name: str, device: str, fp16: bool):
+    from transformers import AutoConfig, AutoProcessor, MusicgenForConditionalGeneration, MusicgenMelodyForConditionalGeneration
+
+    try:
+        config = AutoConfig.from_pretrained(name)
+    except OSError as exc:
+        raise RuntimeError(weights_missing(name, exc)) from None
+    model_class = MusicgenMelodyForConditionalGeneration if config.model_type == "musicgen_melody" else MusicgenForConditionalGeneration
+    dtype = torch.float16 if fp16 else torch.float32
+    model = model_class.from_pretrained(name, dtype=dtype).to(device).eval()
+    processor = AutoProcessor.from_pretrained(name)
+    return model, processor
+
+
+def weights_missing(name: str, exc: Exception) -> str:
+    if Path(name).is_absolute() or name.startswith("."):
+        return f"MusicGen model folder {name} is missing or incomplete (expected config.json and the weights from save_pretrained): {exc}"
+    from huggingface_hub import constants
+
+    return (
+        f"MusicGen weights {name!r} are not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and nothing is downloaded at run "
+        f"time; on a machine with internet run `hf download {name}` and copy the folder models--{name.replace('/', '--')} into "
+        "that cache (or set HF_HOME), or set the engine's `model` to a local folder"
+    )
+
+
+class Generator:
+    """One loaded model and its generation settings; produces codec audio window by window."""
+
+    def __init__(self, model, processor, prompt: str, settings: dict, device: str):
+        self.model = model
+        self.device = device
+        audio_config = model.config.audio_encoder
+        self.sample_rate = int(audio_config.sampling_rate)
+        self.frame_rate = int(audio_config.frame_rate)
+        self.hop = self.sample_rate // self.frame_rate
+        self.codebooks = int(model.decoder.num_codebooks)
+        self.text_inputs = processor(text=[prompt], padding=True, return_tensors="pt").to(device)
+        self.options = {
+            "do_sample": True,
+            "guidance_scale": float(settings.get("guidance_scale", 3.0)),
+            "temperature": float(settings.get("temperature", 1.0)),
+            "top_k": int(settings.get("top_k", 250)),
+        }
+
+    def generate(self, frames: int, prompt_audio: np.ndarray | None = None) -> np.ndarray:
+        """``frames`` new codec frames, after ``prompt_audio`` when given (returned re-decoded in front)."""
+        kwargs = dict(self.text_inputs)
+        if prompt_audio is not None:
+            values = torch.from_numpy(prompt_audio).to(self.device, self.model.dtype)[None, None, :]
+            codes = self.model.audio_encoder.encode(values).audio_codes  # (chunks=1, batch=1, codebooks, frames)
+            kwargs["decoder_input_ids"] = codes[0].reshape(self.codebooks, -1)
+        with torch.inference_mode():
+            audio = self.model.generate(**kwargs, **self.options, max_new_tokens=frames + self.codebooks - 1)
+        return audio[0, 0].float().cpu().numpy()
+
+
+def crossfade(tail: np.ndarray, head: np.ndarray) -> np.ndarray:
+    """Equal-power crossfade from ``tail`` into ``head`` (same length)."""
+    ramp = np.linspace(0.0, math.pi / 2, len(tail), dtype=np.float32)
+    return tail * np.cos(ramp) + head * np.sin(ramp)
+
+
+def generate_long(generator: Generator, total_samples: int, window_s: float, overlap_s: float) -> tuple[np.ndarray, int]:
+    """At least ``total_samples`` of audio, one window at a time, each continuing the last; and the count."""
+    window_frames = max(1, int(window_s * generator.frame_rate))
+    overlap_frames = min(int(overlap_s * generator.frame_rate), window_frames - 1)
+    needed_frames = math.ceil(total_samples / generator.hop)
+    audio = generator.generate(min(window_frames, needed_frames))
+    segments = 1
+    while len(audio) < total_samples:
+        overlap = overlap_frames * generator.hop
+        new_frames = min(window_frames - overlap_frames, math.ceil((total_samples - len(audio)) / generator.hop))
+        continued = generator.generate(new_frames, prompt_audio=audio[len(audio) - overlap :] if overlap else None)
+        if overlap:
+            joined = crossfade(audio[len(audio) - overlap :], continued[:overlap])
+            audio = np.concatenate([audio[: len(audio) - overlap], joined, continued[overlap:]])
+        else:
+            audio = np.concatenate([audio, continued])
+        segments += 1
+        print(f"musicgen: window {segments}: {len(audio) / generator.sample_rate:.2f} s so far", flush=True)
+    return audio, segments
+
+
+def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
+    peak = float(np.max(np.abs(audio))) if len(audio) else 0.0
+    scaled = audio / peak * 0.89 if peak > 0.89 else audio  # keep peaks below -1 dBFS, never amplify noise
+    pcm = (np.clip(scaled, -1.0, 1.0) * 32767).astype("<i2")
+    tmp = path.with_name(f".{path.name}.tmp")
+    with wave.open(str(tmp), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(sample_rate)
+        handle.writeframes(pcm.tobytes())
+    os.replace(tmp, path)
+
+
+def handle(engine: str, settings: dict, request: dict, workdir: Path) -> tuple[dict, str]:
+    duration_s = float(request["duration_s"])
+    if duration_s <= 0:
+        raise ValueError(f"duration_s must be positive, not {duration_s}")
+    device = pick_device(settings)
+    fp16 = device == "cuda" and bool(settings.get("fp16", True))
+    name = str(settings.get("model", "facebook/musicgen-small"))
+    model, processor = load_model(name, device, fp16)
+    torch.manual_seed(int(request.get("seed", 0)))
+    generator = Generator(model, processor, request.get("prompt", ""), settings, device)
+    samples = round(duration_s * generator.sample_rate)
+    audio, segments = generate_long(generator, samples, float(settings.get("window_s", 30.0)), float(settings.get("overlap_s", 5.0)))
+    wav_path = workdir / "generated.wav"
+    write_wav(wav_path, audio[:samples], generator.sample_rate)
+    result = {"wav": str(wav_path), "sample_rate": generator.sample_rate, "duration_s": samples / generator.sample_rate, "segments": segments, "model": name, "fp16": fp16}
+    return result, device
+
+
+if __name__ == "__main__":
+    serve(handle, report_versions=("torch", "transformers"))

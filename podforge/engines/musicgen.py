@@ -1,0 +1,103 @@
+"""MusicGen music beds (transformers), run in the isolated ``musicgen`` environment.
+
+Settings (``engines.musicgen.settings``): ``model`` (``facebook/musicgen-small|medium|large|melody`` from
+the Hugging Face cache, or a folder saved with ``save_pretrained``; a relative folder is read under
+``$PODFORGE_HOME/models``), ``loop_s`` (the bed's length when the request names none: 30),
+``guidance_scale``, ``temperature``, ``top_k``, ``window_s``, ``overlap_s``, ``crossfade_s``, ``device``,
+``fp16`` and ``vram_gb``; ``external/musicgen/runner.py`` says how beds longer than one window are made.
+
+The bed loops without a click: the runner generates ``crossfade_s`` (1 s) more than asked, and that extra
+tail is crossfaded (equal power) over the bed's start, so when the bed repeats its last sample is followed
+by what the model generated after it. The bed keeps the model's rate (32 kHz mono); the mix resamples it.
+
+The released MusicGen weights are licensed CC-BY-NC 4.0 (non-commercial use only); the code that runs
+them (transformers) is Apache-2.0.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile
+
+from podforge.engines.base import Engine, MusicRequest, MusicResult, Resources
+from podforge.engines.coqui import models_dir
+from podforge.errors import EngineError
+from podforge.io import atomic_path
+from podforge.runner import run_in_env
+
+ENV = "musicgen"
+DEFAULT_MODEL = "facebook/musicgen-small"
+DEFAULT_LOOP_S = 30.0
+DEFAULT_CROSSFADE_S = 1.0
+VRAM_GB_BY_SIZE = {"small": 3.0, "medium": 8.0, "melody": 8.0, "large": 16.0}
+"""Peak VRAM of fp16 inference, rounded up; a local folder is assumed small unless ``vram_gb`` says otherwise."""
+
+
+def model_location(model: str) -> str:
+    """A Hub id (``facebook/musicgen-small``) unchanged, or a local folder as an absolute path.
+
+    A value is a folder when it is absolute, starts with ``~`` or ``.``, or exists under the models dir.
+    """
+    path = Path(model).expanduser()
+    if path.is_absolute() or model.startswith("."):
+        return str(path.resolve())
+    under_models = models_dir() / model
+    return str(under_models) if under_models.exists() else model
+
+
+class MusicGenEngine(Engine[MusicRequest, MusicResult]):
+    name = "musicgen"
+    kind = "music"
+    version = "1"
+    Request = MusicRequest
+    Result = MusicResult
+
+    @classmethod
+    def resources_for(cls, settings: dict[str, Any]) -> Resources:
+        if settings.get("device") == "cpu":
+            return Resources(device="cpu", env=ENV, cpu_fallback=True)
+        model = str(settings.get("model", DEFAULT_MODEL))
+        size = next((size for size in VRAM_GB_BY_SIZE if model.endswith(f"musicgen-{size}")), "small")
+        return Resources(device="cuda", vram_gb=float(settings.get("vram_gb", VRAM_GB_BY_SIZE[size])), env=ENV, cpu_fallback=True)
+
+    def run(self, request: MusicRequest, workdir: Path) -> MusicResult:
+        model = model_location(str(self.settings.get("model", DEFAULT_MODEL)))
+        if Path(model).is_absolute() and not (Path(model) / "config.json").is_file():
+            raise EngineError(f"{model} is not a saved MusicGen model (no config.json there)", field=f"engines.{self.name}.settings.model")
+        duration_s = request.duration_s or float(self.settings.get("loop_s", DEFAULT_LOOP_S))
+        crossfade_s = float(self.settings.get("crossfade_s", DEFAULT_CROSSFADE_S))
+        runner_request = {"prompt": request.prompt, "duration_s": duration_s + crossfade_s, "seed": request.seed}
+        settings = {**self.settings, "model": model}
+        response = run_in_env(ENV, self.name, settings, runner_request, workdir, timeout_s=float(self.settings.get("timeout_s", 3600)))
+        result = response.result
+        generated, sample_rate = soundfile.read(result["wav"], dtype="float32", always_2d=False)
+        bed = make_loop(generated, round(duration_s * sample_rate))
+        bed_wav = workdir / "bed.wav"
+        with atomic_path(bed_wav) as tmp:
+            soundfile.write(tmp, bed, sample_rate, subtype="PCM_16", format="WAV")
+        return MusicResult(
+            wav=bed_wav,
+            duration_s=len(bed) / sample_rate,
+            loopable=True,
+            description=f"MusicGen ({Path(model).name}, {response.device}): {request.prompt!r}, seed {request.seed}, {result['segments']} window(s)",
+        )
+
+
+def make_loop(audio: np.ndarray, samples: int) -> np.ndarray:
+    """The first ``samples`` of ``audio``, with the audio that follows them crossfaded over their start.
+
+    At the loop point the bed's last sample is followed by (mostly) ``audio[samples]``, the sample that
+    really followed it; the seam's weight then moves, with equal power, back to the bed's own start.
+    """
+    if len(audio) < samples:
+        raise EngineError(f"MusicGen returned {len(audio)} samples, fewer than the {samples} asked for", field="engines.musicgen")
+    seam = min(len(audio) - samples, samples)
+    looped = audio[:samples].copy()
+    if seam:
+        ramp = np.linspace(0.0, math.pi / 2, seam, dtype=np.float32)
+        looped[:seam] = audio[samples : samples + seam] * np.cos(ramp) + audio[:seam] * np.sin(ramp)
+    return looped
