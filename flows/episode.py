@@ -35,12 +35,12 @@ DEMO_SCRIPT = str(REPO_ROOT / "configs" / "episodes" / "demo.md")
 @flow(name="episode", log_prints=True)
 def episode(
     script: str = DEMO_SCRIPT,
-    script_text: str | None = None,
+    script_text: str = "",
     config: list[str] | None = None,
     overrides: dict[str, Any] | None = None,
     out_dir: str = "output",
 ) -> EpisodeManifest:
-    """Produce one episode from a script file (``script``) or inline text (``script_text``)."""
+    """Produce one episode from a script file (``script``), or from ``script_text`` when it is given."""
     cfg = load_config([Path(p) for p in config or []], overrides)
     parsed = read_script(script, script_text)
     gpus = list_gpus()
@@ -72,4 +72,4 @@ def episode(
     containers = mux.submit(video, master, cfg.publish, cfg.ffmpeg)
 
     steps = ProgressBoard(parsed.slug).follow([bed, *speech, dialogue, master, captions, *avatars, video, containers])
-    return publish(parsed, steps, out_dir, cfg.mix.intro_s)
+    return publish(parsed, steps, out_dir, cfg.mix.intro_s, cfg.publish)

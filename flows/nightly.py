@@ -14,14 +14,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
 
-from prefect import flow, get_run_logger
+from prefect import Task, flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, TaskRunFilter, TaskRunFilterState, TaskRunFilterStateType
-from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.objects import StateType, TaskRun
 from prefect.states import State
 from pydantic import BaseModel
 
+import flows.episode as episode_module
 from flows.episode import episode
 from podforge.errors import PodforgeError
 from podforge.script import read_script_file
@@ -103,8 +104,13 @@ def failed_steps(flow_run_id: str) -> str:
             task_run_filter=TaskRunFilter(state=TaskRunFilterState(type=TaskRunFilterStateType(any_=[StateType.FAILED, StateType.CRASHED]))),
         )
     task_runs.sort(key=lambda run: run.start_time or run.expected_start_time or run.created)
-    # a task run is named "<task name>-<call index>"
-    return ", ".join(dict.fromkeys(run.name.rsplit("-", 1)[0] for run in task_runs))
+    return ", ".join(dict.fromkeys(step_name(run) for run in task_runs))
+
+
+def step_name(task_run: TaskRun) -> str:
+    """The name of the episode task behind a task run (run names may be custom, e.g. "speak-ALEX")."""
+    names_by_key = {task.task_key: task.name for task in vars(episode_module).values() if isinstance(task, Task)}
+    return names_by_key.get(task_run.task_key, task_run.name)
 
 
 def find_scripts(inbox: Path) -> list[Path]:

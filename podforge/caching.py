@@ -70,10 +70,14 @@ def content_key(step: str, inputs: dict[str, Any]) -> str:
 
 @dataclass
 class ContentKey(CachePolicy):
-    """Prefect cache policy: the step's name plus the content of its inputs (see module docstring)."""
+    """Prefect cache policy: the step's name and version plus the content of its inputs (module docstring).
+
+    A task's ``version`` is bumped when its code starts producing different output for the same inputs.
+    """
 
     def compute_key(self, task_ctx, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs: Any) -> str | None:
-        return content_key(task_ctx.task.name, inputs)
+        task = task_ctx.task
+        return content_key(f"{task.name}@{task.version or ''}", inputs)
 
 
 CONTENT = ContentKey()

@@ -86,6 +86,21 @@ def run(
     _print_summary(manifest)
 
 
+@app.command()
+def serve(
+    port: Annotated[int, typer.Option(help="UI/API port")] = 4200,
+    host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
+    timezone: Annotated[str, typer.Option(help="time zone of the nightly schedule")] = "UTC",
+) -> None:
+    """Start a local Prefect server and UI with Podforge's deployments and a worker; Ctrl-C stops it all."""
+    from podforge.serve import serve_command
+
+    try:
+        serve_command(port=port, host=host, timezone=timezone)
+    except PodforgeError as exc:
+        _fail(exc.one_line(), code=2)
+
+
 def _run_with_progress(slug: str, script: Path, config: list[Path], overrides: dict[str, Any], out: Path):
     from flows.episode import episode
     from podforge.progress import add_listener

@@ -52,8 +52,8 @@ class MixSettings(Strict):
     outro_s: float = Field(default=5.0, ge=0, le=60)
     line_gap_s: float = Field(default=0.35, ge=0, le=5)
     chapter_gap_s: float = Field(default=0.9, ge=0, le=10)
-    bed_level_db: float = Field(default=-8.0, le=0)
-    duck_threshold: float = Field(default=0.03, gt=0, le=1)
+    bed_level_db: float = Field(default=-6.0, le=0, description="bed loudness relative to the speech, before ducking")
+    duck_threshold: float = Field(default=0.05, gt=0, le=1)
     duck_ratio: float = Field(default=8.0, ge=1, le=20)
     target_lufs: float = Field(default=-16.0, ge=-40, le=-5)
     true_peak_db: float = Field(default=-1.5, ge=-9, le=0)
@@ -79,6 +79,10 @@ class VideoSettings(Strict):
 class PublishSettings(Strict):
     mp3_bitrate: str = "160k"
     aac_bitrate: str = "160k"
+    base_url: str = Field(default="http://127.0.0.1:8000/", pattern=r"^https?://\S+$", description="where the output directory is served (feed URLs)")
+    author: str = "Podforge"
+    category: str = "Technology"
+    cover_size: int = Field(default=1400, ge=1400, le=3000, description="generated artwork, px square")
 
 
 class GpuSettings(Strict):

@@ -45,10 +45,11 @@ class EpisodeManifest(BaseModel):
     gpu_cost_usd: float
     steps: list[ManifestStep]
     files: dict[str, FileEntry]
+    feed: Path = Field(description="the show's RSS feed that lists this episode")
 
     @staticmethod
-    def step_rows(records: list[StepRecord], flow_run_id: str | None) -> list[ManifestStep]:
+    def step_rows(records: list[StepRecord], attempt: str | None) -> list[ManifestStep]:
         return [
-            ManifestStep(step=r.step, engine=r.engine, device=r.device, seconds=r.seconds, cached=r.cached_in(flow_run_id), gpu=r.gpu, notes=r.notes)
+            ManifestStep(step=r.step, engine=r.engine, device=r.device, seconds=r.seconds, cached=r.cached_in(attempt), gpu=r.gpu, notes=r.notes)
             for r in records
         ]

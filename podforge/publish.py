@@ -1,7 +1,7 @@
-"""Publishing an episode into ``<out_dir>/<slug>/``: the files, their tags, the manifest and the report.
+"""Publishing an episode into ``<out_dir>/<slug>/`` and the show's feed into ``<out_dir>/<show>/feed.xml``.
 
 Every file is copied atomically; ``manifest.json`` is written last, so a manifest always describes
-complete files. Nothing is written outside the episode's folder.
+complete files. Nothing is written outside the output directory.
 """
 
 from __future__ import annotations
@@ -9,14 +9,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from podforge import __version__
+from podforge.config import PublishSettings
 from podforge.dialogue import DialogueTrack
 from podforge.io import atomic_path, copy_atomic, episode_dir, sha256_file, write_text_atomic
 from podforge.manifest import EpisodeManifest, FileEntry
-from podforge.media.ffmpeg import measure_loudness
-from podforge.publishing.chapters import ChapterMark
+from podforge.media.cards import render_cover
+from podforge.media.ffmpeg import Loudness, measure_loudness
+from podforge.publishing.chapters import ChapterMark, write_chapters_json
+from podforge.publishing.feed import FeedEpisode, ShowInfo, update_feed
 from podforge.publishing.id3 import tag_episode_mp3
 from podforge.report import render_report
-from podforge.script import Script
+from podforge.script import Script, slugify
 from podforge.steps import StepContext, StepRecord
 
 
@@ -34,42 +37,56 @@ def publish_episode(
     step: StepContext,
     media: dict[str, Path],
     chapters: list[ChapterMark],
-    cover_png: Path | None,
     duration_s: float,
-    master_loudness,
+    master_loudness: Loudness,
     video_notes: dict,
     out_dir: str | Path,
+    settings: PublishSettings,
     flow_run_id: str | None,
+    attempt: str | None,
 ) -> EpisodeManifest:
-    """Copy ``media`` (name → file, e.g. ``episode.mp4``) into the episode folder and describe it.
+    """Copy ``media`` (name → file, e.g. ``episode.mp4``) into the episode folder, tag, list in the feed.
 
-    ``records`` are the earlier steps' records; ``step`` is this publish step, recorded once the files are in place.
+    ``records`` are the earlier steps' records; ``step`` is this publish step, recorded once the files are
+    in place; ``attempt`` tells which records this run made and which it reused.
     """
+    meta = script.meta
     target = episode_dir(out_dir, script.slug)
-    published: dict[str, Path] = {}
+    artwork = render_cover(target / "artwork.png", title=meta.title, show=meta.show, size=settings.cover_size)
+    published: dict[str, Path] = {"artwork.png": artwork}
     for name, source in media.items():
         if name == "episode.mp3":
             with atomic_path(target / name) as tmp:
                 copy_atomic(source, tmp)
-                tag_episode_mp3(
-                    tmp,
-                    title=script.meta.title,
-                    show=script.meta.show,
-                    description=script.meta.description,
-                    chapters=chapters,
-                    cover_png=cover_png,
-                    language=script.meta.language,
-                )
+                tag_episode_mp3(tmp, title=meta.title, show=meta.show, description=meta.description, chapters=chapters, cover_png=artwork, language=meta.language)
             published[name] = target / name
         else:
             published[name] = copy_atomic(source, target / name)
+    published["chapters.json"] = write_chapters_json(target / "chapters.json", chapters, title=meta.title, podcast_name=meta.show)
+
+    show = ShowInfo(title=meta.show, language=meta.language, explicit=meta.explicit, base_url=settings.base_url, author=settings.author, category=settings.category)
+    feed = update_feed(
+        Path(out_dir).resolve() / slugify(meta.show),
+        show,
+        FeedEpisode(
+            slug=script.slug,
+            title=meta.title,
+            description=meta.description,
+            mp3=published["episode.mp3"],
+            duration_s=duration_s,
+            explicit=meta.explicit,
+            image=artwork,
+            chapters_json=published["chapters.json"],
+            transcript_vtt=published["episode.vtt"],
+        ),
+    )
 
     records = [*records, step.record(files=len(published))]
     manifest = EpisodeManifest(
         podforge_version=__version__,
         slug=script.slug,
-        title=script.meta.title,
-        show=script.meta.show,
+        title=meta.title,
+        show=meta.show,
         script_source=script.source,
         script_sha256=script.content_sha256,
         flow_run_id=flow_run_id,
@@ -81,8 +98,9 @@ def publish_episode(
         video_encoder_reason=video_notes.get("encoder_reason", ""),
         gpu_seconds=round(sum(r.gpu.gpu_seconds for r in records), 3),
         gpu_cost_usd=round(sum(r.gpu.cost_usd for r in records), 4),
-        steps=EpisodeManifest.step_rows(records, flow_run_id),
+        steps=EpisodeManifest.step_rows(records, attempt),
         files={name: FileEntry(path=name, sha256=sha256_file(path), bytes=path.stat().st_size) for name, path in published.items()},
+        feed=feed,
     )
     write_text_atomic(target / "report.md", render_report(manifest))
     write_text_atomic(target / "manifest.json", manifest.model_dump_json(indent=2))

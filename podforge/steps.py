@@ -30,13 +30,13 @@ class StepRecord(BaseModel):
     device: str = "cpu"
     seconds: float = 0.0
     key: str
-    flow_run_id: str | None = None
+    made_in: str | None = Field(default=None, description="the flow run attempt that made it: '<flow run id>#<attempt>'")
     gpu: GpuUsage = Field(default_factory=GpuUsage)
     notes: dict[str, Any] = Field(default_factory=dict)
 
-    def cached_in(self, flow_run_id: str | None) -> bool:
-        """True when this record was produced by an earlier flow run and reused from the cache."""
-        return self.flow_run_id is not None and self.flow_run_id != flow_run_id
+    def cached_in(self, attempt: str | None) -> bool:
+        """True when an earlier flow run (or an earlier attempt of this one) made it: reused from the cache."""
+        return self.made_in is not None and self.made_in != attempt
 
 
 class StepOutput(BaseModel, Generic[ResultT]):
@@ -65,7 +65,7 @@ class StepContext:
             device=device,
             seconds=round(time.perf_counter() - self._started, 3),
             key=self.key,
-            flow_run_id=current_flow_run_id(),
+            made_in=current_run_attempt(),
             gpu=gpu or GpuUsage(),
             notes=notes,
         )
@@ -83,11 +83,11 @@ def step_task(name: str, *, cached: bool = True, retries: int = 2, **options: An
     return task(name=name, retries=retries, retry_delay_seconds=2, **options)
 
 
-def current_flow_run_id() -> str | None:
+def current_run_attempt() -> str | None:
+    """This flow run and attempt (``prefect flow-run retry`` keeps the id and counts up the attempt)."""
     from prefect.runtime import flow_run
 
-    run_id = flow_run.id
-    return str(run_id) if run_id else None
+    return f"{flow_run.id}#{flow_run.run_count}" if flow_run.id else None
 
 
 def run_engine_step(step: str, spec: EngineSpec, request: BaseModel, gpu: GpuSettings) -> StepOutput:

@@ -7,7 +7,7 @@ from podforge.media.mixing import mix_and_master
 from podforge.steps import StepContext, StepOutput, step_task
 
 
-@step_task("mix-master")
+@step_task("mix-master", version="2")  # 2: stems loudness-matched and high-passed, final trim
 def mix_master(dialogue: StepOutput, bed: StepOutput, mix: MixSettings, ffmpeg_binary: str | None) -> StepOutput:
     step = StepContext("mix", "ffmpeg", {"dialogue": dialogue, "bed": bed, "mix": mix})
     track = dialogue.result

@@ -1,25 +1,26 @@
-"""Publish: the episode's files into ``<out_dir>/<slug>/`` with tags, manifest and report."""
+"""Publish: the episode's files into ``<out_dir>/<slug>/`` with tags, artwork, chapters, feed, manifest and report."""
 
 from __future__ import annotations
 
 from prefect.artifacts import create_markdown_artifact
+from prefect.runtime import flow_run
 
+from podforge.config import PublishSettings
 from podforge.publish import chapter_marks, publish_episode
 from podforge.report import render_report
 from podforge.script import Script
-from podforge.steps import StepContext, StepOutput, current_flow_run_id, step_task
+from podforge.steps import StepContext, StepOutput, current_run_attempt, step_task
 
 
 @step_task("publish", cached=False, retries=1)
-def publish(script: Script, outputs: list[StepOutput], out_dir: str, intro_s: float):
+def publish(script: Script, outputs: list[StepOutput], out_dir: str, intro_s: float, settings: PublishSettings):
     """Always runs (cheap, and the output folder may have changed since the last run)."""
     by_step = {output.record.step: output for output in outputs}
     step = StepContext("publish", "podforge", {"script": script.content_sha256})
     master, captions, containers = by_step["mix"].result, by_step["captions"].result, by_step["mux"].result
-    records = [output.record for output in outputs]
     manifest = publish_episode(
         script=script,
-        records=records,
+        records=[output.record for output in outputs],
         step=step,
         media={
             "episode.mp4": containers.mp4,
@@ -29,12 +30,13 @@ def publish(script: Script, outputs: list[StepOutput], out_dir: str, intro_s: fl
             "episode.vtt": captions.vtt,
         },
         chapters=chapter_marks(script, by_step["dialogue"].result, intro_s, master.duration_s),
-        cover_png=None,
         duration_s=master.duration_s,
         master_loudness=master.loudness,
         video_notes=by_step["video"].record.notes,
         out_dir=out_dir,
-        flow_run_id=current_flow_run_id(),
+        settings=settings,
+        flow_run_id=str(flow_run.id) if flow_run.id else None,
+        attempt=current_run_attempt(),
     )
     create_markdown_artifact(markdown=render_report(manifest), key=f"{script.slug}-report"[:60], description=f"Episode report: {script.meta.title}")
     return manifest

@@ -9,7 +9,7 @@ from podforge.steps import step_task
 
 
 @step_task("parse-script", cached=False, retries=0)
-def read_script(script: str | None, script_text: str | None = None) -> Script:
+def read_script(script: str, script_text: str = "") -> Script:
     """The script from inline text (UI form) or from a file path."""
     if script_text:
         return parse_script(script_text, source="script_text")

@@ -40,8 +40,8 @@ def test_a_step_output_keys_on_its_result_not_on_when_it_ran(tmp_path):
     wav = tmp_path / "speech.wav"
     wav.write_bytes(b"audio")
     result = SpeechResult(wav=wav, sample_rate=22050, duration_s=1.0, alignment=Alignment())
-    first = StepOutput(record=StepRecord(step="speech", engine="piper", seconds=1.2, key="k", flow_run_id="run-1"), result=result)
-    second = StepOutput(record=StepRecord(step="speech", engine="piper", seconds=9.9, key="k", flow_run_id="run-2"), result=result)
+    first = StepOutput(record=StepRecord(step="speech", engine="piper", seconds=1.2, key="k", made_in="run-1#1"), result=result)
+    second = StepOutput(record=StepRecord(step="speech", engine="piper", seconds=9.9, key="k", made_in="run-2#1"), result=result)
     assert content_key("dialogue", {"clips": [first]}) == content_key("dialogue", {"clips": [second]})
 
 

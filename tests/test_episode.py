@@ -119,7 +119,7 @@ def _episode_script(tmp_path: Path) -> Path:
     token = uuid.uuid4().hex[:8]  # fresh words, so nothing is cached from other tests
     script = tmp_path / "resume.md"
     script.write_text(
-        f"---\ntitle: Resume {token}\nhosts:\n  ALEX: {{voice: joe}}\n  SAM: {{voice: joe-bright}}\n---\n"
+        f"---\ntitle: Resume {token}\nmusic: calm lo-fi, take {token}\nhosts:\n  ALEX: {{voice: joe}}\n  SAM: {{voice: joe-bright}}\n---\n"
         f"## One\nALEX: Testing resume, take {token}.\nSAM: The second voice answers.\n## Two\nALEX: And we close.\n"
     )
     return script

@@ -1,4 +1,10 @@
-"""Mix and master: the bed looped under the dialogue, ducked by a sidechain, then normalised in two passes."""
+"""Mix and master: the bed looped under the dialogue, ducked by a sidechain, then normalised in two passes.
+
+Engines deliver stems at any level (Piper peaks at 0 dBFS, a MusicGen bed can be far louder), so both
+stems are first brought to known loudness: the dialogue to ``SPEECH_LUFS`` and the bed to
+``mix.bed_level_db`` below it. After two-pass ``loudnorm``, a final trim corrects what ``loudnorm`` could
+not reach (very dynamic programmes make it fall back to dynamic mode) under a peak limiter.
+"""
 
 from __future__ import annotations
 
@@ -18,29 +24,64 @@ class Master(BaseModel):
     loudness: Loudness
 
 
+SPEECH_LUFS = -18.0
+TRIM_TOLERANCE_LU = 0.3
+LIMITER_CEILING_DB = -2.0  # sample peaks; leaves room for inter-sample (true) peaks under -1 dBTP
+
+
 def mix_and_master(dialogue_wav: Path, dialogue_s: float, bed_wav: Path, mix: MixSettings, workdir: Path, binary: str | None = None) -> Master:
     total_s = mix.intro_s + dialogue_s + mix.outro_s
+    speech_gain_db = _gain_to(SPEECH_LUFS, dialogue_wav, binary, peak_ceiling_db=-1.0)
+    bed_gain_db = _gain_to(SPEECH_LUFS + mix.bed_level_db, bed_wav, binary, peak_ceiling_db=-6.0)
     premaster = workdir / "premaster.wav"
     with atomic_path(premaster) as tmp:
-        run_graph(_mix_graph(dialogue_wav, bed_wav, total_s, mix, tmp), what="mixing dialogue and music bed", binary=binary)
+        graph = _mix_graph(dialogue_wav, bed_wav, total_s, mix, tmp, speech_gain_db=speech_gain_db, bed_gain_db=bed_gain_db)
+        run_graph(graph, what="mixing dialogue and music bed", binary=binary)
 
     measured = loudnorm_measure(premaster, target_lufs=mix.target_lufs, true_peak_db=mix.true_peak_db, binary=binary)
     master = workdir / "master.wav"
-    with atomic_path(master) as tmp:
-        loudnorm = loudnorm_filter(measured, target_lufs=mix.target_lufs, true_peak_db=mix.true_peak_db)
-        stream = ffmpeg.output(ffmpeg.input(str(premaster)), str(tmp), af=loudnorm, acodec="pcm_s16le", ar=mix.sample_rate, ac=2)
-        run_graph(stream, what="normalising loudness", binary=binary)
+    loudnorm = loudnorm_filter(measured, target_lufs=mix.target_lufs, true_peak_db=mix.true_peak_db)
+    _render(premaster, master, loudnorm, mix, binary, what="normalising loudness")
     premaster.unlink(missing_ok=True)
-    return Master(wav=master, duration_s=total_s, loudness=measure_loudness(master, binary=binary))
+
+    loudness = measure_loudness(master, binary=binary)
+    if abs(loudness.integrated_lufs - mix.target_lufs) > TRIM_TOLERANCE_LU or loudness.true_peak_dbtp > mix.true_peak_db + 0.5:
+        trimmed = workdir / "master-trimmed.wav"
+        trim = f"volume={mix.target_lufs - loudness.integrated_lufs:.2f}dB,alimiter=limit={10 ** (LIMITER_CEILING_DB / 20):.4f}:level=disabled:attack=2:release=60"
+        _render(master, trimmed, trim, mix, binary, what="trimming the master to the loudness target")
+        trimmed.replace(master)
+        loudness = measure_loudness(master, binary=binary)
+    return Master(wav=master, duration_s=total_s, loudness=loudness)
 
 
-def _mix_graph(dialogue_wav: Path, bed_wav: Path, total_s: float, mix: MixSettings, out: Path):
+def _gain_to(target_lufs: float, stem: Path, binary: str | None, *, peak_ceiling_db: float) -> float:
+    """The gain that brings ``stem`` to ``target_lufs`` without its true peak passing ``peak_ceiling_db``.
+
+    The ceiling keeps odd material (rumble, a noise-making test model) from being boosted into the
+    limiter: loudness is K-weighted, so low-frequency energy measures quiet however strong it is.
+    Silence (ebur128 reports -70 or -inf) gets no gain.
+    """
+    measured = measure_loudness(stem, binary=binary)
+    if measured.integrated_lufs <= -69.0:
+        return 0.0
+    return min(target_lufs - measured.integrated_lufs, peak_ceiling_db - measured.true_peak_dbtp)
+
+
+def _render(source: Path, out: Path, audio_filter: str, mix: MixSettings, binary: str | None, what: str) -> None:
+    with atomic_path(out) as tmp:
+        stream = ffmpeg.output(ffmpeg.input(str(source)), str(tmp), af=audio_filter, acodec="pcm_s16le", ar=mix.sample_rate, ac=2)
+        run_graph(stream, what=what, binary=binary)
+
+
+def _mix_graph(dialogue_wav: Path, bed_wav: Path, total_s: float, mix: MixSettings, out: Path, *, speech_gain_db: float, bed_gain_db: float):
     intro_ms = int(round(mix.intro_s * 1000))
     fade_s = min(mix.outro_s, 4.0)
     stereo = {"sample_rates": mix.sample_rate, "channel_layouts": "stereo", "sample_fmts": "fltp"}
     speech = (
         ffmpeg.input(str(dialogue_wav))
         .filter("aformat", **stereo)
+        .filter("highpass", f=70)  # rumble and DC: inaudible, but they eat headroom
+        .filter("volume", f"{speech_gain_db:.2f}dB")
         .filter("adelay", delays=intro_ms, all=1)
         .filter("apad", whole_dur=f"{total_s:.3f}")
         .filter_multi_output("asplit", 2)
@@ -50,7 +91,8 @@ def _mix_graph(dialogue_wav: Path, bed_wav: Path, total_s: float, mix: MixSettin
         .filter("atrim", duration=f"{total_s:.3f}")
         .filter("asetpts", "PTS-STARTPTS")
         .filter("aformat", **stereo)
-        .filter("volume", f"{mix.bed_level_db}dB")
+        .filter("highpass", f=30)
+        .filter("volume", f"{bed_gain_db:.2f}dB")
         .filter("afade", t="in", d=1.5)
         .filter("afade", t="out", st=f"{total_s - fade_s:.3f}", d=f"{fade_s:.3f}")
     )

@@ -7,6 +7,7 @@ Podcasting 2.0 JSON chapters file that the feed links with ``podcast:chapters``.
 from __future__ import annotations
 
 import json
+from itertools import pairwise
 from pathlib import Path
 
 from pydantic import BaseModel, Field, model_validator
@@ -40,7 +41,7 @@ def marks_from_starts(starts: list[tuple[str, float]], duration_s: float) -> lis
     if not starts:
         return []
     boundaries = [0.0, *(start for _, start in starts[1:]), duration_s]
-    if any(later <= earlier for earlier, later in zip(boundaries, boundaries[1:])):
+    if any(later <= earlier for earlier, later in pairwise(boundaries)):
         raise ValueError(f"chapter starts must increase and end before {duration_s} s; got {starts}")
     return [ChapterMark(title=title, start_s=boundaries[i], end_s=boundaries[i + 1]) for i, (title, _) in enumerate(starts)]
 
@@ -52,9 +53,7 @@ def chapters_json(chapters: list[ChapterMark], *, title: str | None = None, podc
         document["title"] = title
     if podcast_name:
         document["podcastName"] = podcast_name
-    document["chapters"] = [
-        {"startTime": round(mark.start_s, 3), "endTime": round(mark.end_s, 3), "title": mark.title} for mark in chapters
-    ]
+    document["chapters"] = [{"startTime": round(mark.start_s, 3), "endTime": round(mark.end_s, 3), "title": mark.title} for mark in chapters]
     return json.dumps(document, ensure_ascii=False, indent=2) + "\n"
 
 

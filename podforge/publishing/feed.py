@@ -10,7 +10,6 @@ the show folder), so serving the output directory at ``base_url`` makes every li
 
 from __future__ import annotations
 
-import json
 import uuid
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
@@ -141,7 +140,11 @@ def feed_item(show: ShowInfo, episode: FeedEpisode, root: Path, previous: dict[s
         raise ConfigError("episode MP3 not found", file=mp3, field="enclosure")
 
     def optional_url(path: Path | None) -> str | None:
-        return file_url(show, Path(path), root) if path is not None else None
+        if path is None:
+            return None
+        if not Path(path).is_file():
+            raise ConfigError("file to link from the feed not found", file=path, field="publish")
+        return file_url(show, Path(path), root)
 
     return FeedItem(
         guid=guid,

@@ -120,7 +120,7 @@ def chapter_frames(chapters: list[ChapterMark]) -> list[CHAP | CTOC]:
             sub_frames=[TIT2(encoding=Encoding.UTF16, text=["Chapters"])],
         )
     ]
-    for element_id, mark in zip(element_ids, chapters):
+    for element_id, mark in zip(element_ids, chapters, strict=True):
         frames.append(
             CHAP(
                 element_id=element_id,
