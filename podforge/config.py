@@ -59,6 +59,10 @@ class MixSettings(Strict):
     true_peak_db: float = Field(default=-1.5, ge=-9, le=0)
     sample_rate: int = 48000
 
+    def episode_s(self, dialogue_s: float) -> float:
+        """The whole episode: intro, the dialogue, outro."""
+        return self.intro_s + dialogue_s + self.outro_s
+
 
 class MusicSettings(Strict):
     default_prompt: str = "warm, calm lo-fi podcast bed"
@@ -178,3 +182,8 @@ def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 def podforge_home() -> Path:
     """Where caches, results and the embedded Prefect database live (``PODFORGE_HOME``)."""
     return Path(os.environ.get("PODFORGE_HOME", REPO_ROOT / ".podforge")).resolve()
+
+
+def models_dir() -> Path:
+    """Where relative model and reference-voice paths in engine settings are read from."""
+    return podforge_home() / "models"

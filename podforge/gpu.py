@@ -22,11 +22,11 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import psutil
 import pynvml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from podforge.engines.base import EngineSpec
 from podforge.config import GpuSettings

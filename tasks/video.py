@@ -46,7 +46,7 @@ def animate_host(speaker: str, portrait: Path, dialogue: StepOutput, engine: Eng
         audio=track.wav,
         audio_offset_s=mix.intro_s,
         alignment=alignment_for(speaker, track.timeline.shifted(mix.intro_s)),
-        duration_s=mix.intro_s + track.timeline.duration_s + mix.outro_s,
+        duration_s=mix.episode_s(track.timeline.duration_s),
         width=width,
         height=height,
         fps=video.fps,
@@ -60,7 +60,7 @@ def animate_host(speaker: str, portrait: Path, dialogue: StepOutput, engine: Eng
 def render_layout(speakers: list[str], avatars: list[StepOutput], dialogue: StepOutput, captions: StepOutput, mix: MixSettings, video: VideoSettings, encoder: EncoderChoice, ffmpeg_binary: str | None) -> StepOutput:
     """The talking heads side by side (the speaker highlighted) or cut to the speaker, captions burned in."""
     step = StepContext("video", "layout", {"avatars": avatars, "dialogue": dialogue, "captions": captions, "mix": mix, "video": video, "encoder": encoder})
-    duration_s = mix.intro_s + dialogue.result.timeline.duration_s + mix.outro_s
+    duration_s = mix.episode_s(dialogue.result.timeline.duration_s)
     out = step.workdir / "video.mp4"
     frames = compose_layout(
         {speaker: avatar.result.video for speaker, avatar in zip(speakers, avatars, strict=True)},

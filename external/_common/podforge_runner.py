@@ -11,6 +11,7 @@ import os
 import sys
 import tempfile
 import traceback
+import wave
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,6 +22,17 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".response.", dir=str(path.parent))
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         json.dump(payload, handle)
+    os.replace(tmp, path)
+
+
+def write_wav_atomic(path: Path, pcm16: bytes, sample_rate: int, channels: int = 1) -> None:
+    """Write 16-bit little-endian PCM as a WAV file, through a temporary name and a rename."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with wave.open(str(tmp), "wb") as handle:
+        handle.setnchannels(channels)
+        handle.setsampwidth(2)
+        handle.setframerate(sample_rate)
+        handle.writeframes(pcm16)
     os.replace(tmp, path)
 
 

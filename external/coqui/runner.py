@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import wave
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -27,7 +26,7 @@ os.environ.setdefault("COQUI_TOS_AGREED", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from podforge_runner import serve  # noqa: E402
+from podforge_runner import serve, write_wav_atomic  # noqa: E402
 
 
 class WeightsMissing(RuntimeError):
@@ -112,14 +111,7 @@ def synthesis_options(tts, settings: dict, language: str | None) -> dict:
 
 
 def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
-    pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2")
-    tmp = path.with_name(f".{path.name}.tmp")
-    with wave.open(str(tmp), "wb") as handle:
-        handle.setnchannels(1)
-        handle.setsampwidth(2)
-        handle.setframerate(sample_rate)
-        handle.writeframes(pcm.tobytes())
-    os.replace(tmp, path)
+    write_wav_atomic(path, (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2").tobytes(), sample_rate)
 
 
 def handle(engine: str, settings: dict, request: dict, workdir: Path) -> tuple[dict, str]:

@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import math
 import os
-import wave
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from podforge_runner import serve  # noqa: E402
+from podforge_runner import serve, write_wav_atomic  # noqa: E402
 
 
 
@@ -127,14 +126,7 @@ def generate_long(generator: Generator, total_samples: int, window_s: float, ove
 def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
     peak = float(np.max(np.abs(audio))) if len(audio) else 0.0
     scaled = audio / peak * 0.89 if peak > 0.89 else audio  # keep peaks below -1 dBFS, never amplify noise
-    pcm = (np.clip(scaled, -1.0, 1.0) * 32767).astype("<i2")
-    tmp = path.with_name(f".{path.name}.tmp")
-    with wave.open(str(tmp), "wb") as handle:
-        handle.setnchannels(1)
-        handle.setsampwidth(2)
-        handle.setframerate(sample_rate)
-        handle.writeframes(pcm.tobytes())
-    os.replace(tmp, path)
+    write_wav_atomic(path, (np.clip(scaled, -1.0, 1.0) * 32767).astype("<i2").tobytes(), sample_rate)
 
 
 def handle(engine: str, settings: dict, request: dict, workdir: Path) -> tuple[dict, str]:

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import soundfile
 
-from podforge.config import podforge_home
+from podforge.config import models_dir
 from podforge.engines.base import Alignment, Engine, Resources, SpeechRequest, SpeechResult, WordTiming
 from podforge.errors import EngineError
 from podforge.runner import run_in_env
@@ -41,11 +41,6 @@ XTTS_VRAM_GB = 4.0
 """XTTS-v2 inference peaks near 4 GB in fp16; the small single-speaker models need far less."""
 SMALL_MODEL_VRAM_GB = 1.5
 PATH_SETTINGS = ("model_path", "config_path")
-
-
-def models_dir() -> Path:
-    """Where relative model and reference-voice paths in settings are read from."""
-    return podforge_home() / "models"
 
 
 def resolve_setting_path(value: str) -> Path:

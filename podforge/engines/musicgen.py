@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import soundfile
 
+from podforge.config import models_dir
 from podforge.engines.base import Engine, MusicRequest, MusicResult, Resources
-from podforge.engines.coqui import models_dir
 from podforge.errors import EngineError
 from podforge.io import atomic_path
 from podforge.runner import run_in_env

@@ -30,7 +30,7 @@ LIMITER_CEILING_DB = -2.0  # sample peaks; leaves room for inter-sample (true) p
 
 
 def mix_and_master(dialogue_wav: Path, dialogue_s: float, bed_wav: Path, mix: MixSettings, workdir: Path, binary: str | None = None) -> Master:
-    total_s = mix.intro_s + dialogue_s + mix.outro_s
+    total_s = mix.episode_s(dialogue_s)
     speech_gain_db = _gain_to(SPEECH_LUFS, dialogue_wav, binary, peak_ceiling_db=-1.0)
     bed_gain_db = _gain_to(SPEECH_LUFS + mix.bed_level_db, bed_wav, binary, peak_ceiling_db=-6.0)
     premaster = workdir / "premaster.wav"
