@@ -6,6 +6,7 @@ names the file and the field, and writes nothing.
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -45,6 +46,7 @@ def check_inputs(script: Path, config_files: list[Path], overrides: dict[str, An
     """Everything that can be checked without running anything; returns the episode's slug."""
     from podforge.casting import cast_voices, engine_for
     from podforge.config import load_config
+    from podforge.envs import python_for
     from podforge.gpu import list_gpus
     from podforge.io import episode_dir
     from podforge.media.portraits import load_portrait
@@ -53,13 +55,16 @@ def check_inputs(script: Path, config_files: list[Path], overrides: dict[str, An
     config = load_config(config_files, overrides)
     parsed = load_script(script)
     gpus = list_gpus()
-    cast_voices(parsed, config, gpus)
-    engine_for(config, config.use.music, "music", gpus, field="use.music")
-    engine_for(config, config.use.video, "video", gpus, field="use.video")
+    engines = [member.engine for member in cast_voices(parsed, config, gpus).values()]
+    engines.append(engine_for(config, config.use.music, "music", gpus, field="use.music"))
+    engines.append(engine_for(config, config.use.video, "video", gpus, field="use.video"))
     for speaker, image in parsed.portraits.items():
         load_portrait(image, speaker)  # a bad portrait fails here, naming host and file
     if parsed.portraits:
-        engine_for(config, config.use.avatar, "avatar", gpus, field="use.avatar")
+        engines.append(engine_for(config, config.use.avatar, "avatar", gpus, field="use.avatar"))
+    for engine in engines:
+        if engine.resources.env:
+            python_for(engine.resources.env)  # "environment 'coqui' is not built; run `podforge envs build coqui`"
     episode_dir(out_dir, parsed.slug)
     return parsed.slug
 
@@ -76,6 +81,7 @@ def run(
 ) -> None:
     """Produce an episode: voices, music bed, mix, captions, video, MP4/MP3 and manifest."""
     configure_prefect_environment(quiet=not verbose)  # before anything imports Prefect
+    logging.getLogger("podforge").setLevel(logging.INFO if verbose else logging.ERROR)  # the checks stay one line
     overrides = _engine_overrides(speech, music, video)
     try:
         slug = check_inputs(script, config, overrides, out)

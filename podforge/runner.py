@@ -19,6 +19,7 @@ import logging
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -68,6 +69,8 @@ def observe_runners(observer: RunnerObserver) -> Iterator[None]:
 
 def step_logger() -> logging.Logger | logging.LoggerAdapter:
     """The Prefect run logger inside a flow or task run, else a plain ``podforge.runner`` logger."""
+    if "prefect.context" not in sys.modules:  # Prefect not even loaded: certainly not in a run (and importing it writes PREFECT_HOME)
+        return logging.getLogger("podforge.runner")
     from prefect.exceptions import MissingContextError
     from prefect.logging import get_run_logger
 

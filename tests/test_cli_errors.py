@@ -38,12 +38,15 @@ CASES = [
     ("unknown-voice.md", "---\nhosts: {ALEX: {voice: nobody}}\n---\nALEX: hi\n", [], "hosts.ALEX.voice: unknown voice 'nobody'"),
     ("good.md", GOOD_BODY, ["--music", "no-such-engine"], "use.music: unknown engine 'no-such-engine'"),
     ("good.md", GOOD_BODY, ["--video", "piper"], "makes speech, not video"),
+    ("good.md", GOOD_BODY, ["--music", "musicgen"], "environment 'musicgen' is not built; run `podforge envs build musicgen`"),
+    ("portrait.md", "---\nhosts: {ALEX: {portrait: notes.txt}}\n---\nALEX: hi\n", [], "hosts.ALEX.portrait"),
 ]
 
 
 @pytest.mark.parametrize(("name", "content", "extra", "expected"), CASES, ids=[c[0] + "|" + " ".join(c[2]) for c in CASES])
 def test_bad_input_fails_in_one_line_and_writes_nothing(tmp_path, name, content, extra, expected):
     script = write(tmp_path, name, content)
+    (tmp_path / "notes.txt").write_text("not a picture")
     out = tmp_path / "out"
     earlier = out / "earlier-episode" / "episode.mp3"
     earlier.parent.mkdir(parents=True)
@@ -56,8 +59,8 @@ def test_bad_input_fails_in_one_line_and_writes_nothing(tmp_path, name, content,
     message = result.stderr.strip()
     assert "Traceback" not in message and len(message.splitlines()) == 1, message
     assert expected in message
-    if "use." not in expected and "makes speech" not in expected:
-        assert str(script) in message
+    if name != "good.md":
+        assert str(script.parent) in message
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == ["earlier-episode", "earlier-episode/episode.mp3"]
     assert earlier.read_bytes() == b"an earlier episode"
     assert not home.exists(), "nothing may be written outside the output directory"
