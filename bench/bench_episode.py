@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/bench_episode.py [--minutes 3] [--repeat 1]
 
-Each variant runs in a fresh process with an empty cache (PODFORGE_HOME in a temp folder), so nothing is
+The loop and the first flow render the audiogram; the last variant gives both hosts a portrait
+(talking heads, side by side). Each variant runs in a fresh process with an empty cache (PODFORGE_HOME in a temp folder), so nothing is
 reused. It reports wall time, real-time factor (wall / episode duration), peak RSS of the process and of
 its children (ffmpeg), and the orchestration overhead (flow − loop) measured side by side in one run.
 """
@@ -35,9 +36,12 @@ SENTENCES = [
 ]
 
 
-def bench_script(minutes: float) -> str:
-    """A two-host script of about ``minutes`` of speech (Piper speaks about 2.6 words a second)."""
-    words_needed = int(minutes * 60 * 2.6)
+PORTRAITS = REPO / "configs" / "episodes" / "portraits"
+
+
+def bench_script(minutes: float, portraits: bool = False) -> str:
+    """A two-host script of about ``minutes`` of episode (Piper speaks about 3 words a second)."""
+    words_needed = int(minutes * 60 * 3.05)
     lines, words, n = [], 0, 0
     while words < words_needed:
         if n % 8 == 0:
@@ -46,7 +50,8 @@ def bench_script(minutes: float) -> str:
         lines.append(f"{'ALEX' if n % 2 == 0 else 'SAM'}: {text}")
         words += len(text.split())
         n += 1
-    front = "---\ntitle: Benchmark episode\nshow: Podforge Bench\nhosts:\n  ALEX: {voice: joe}\n  SAM: {voice: joe-bright}\nmusic: calm lo-fi, 84 bpm\n---\n"
+    alex, sam = (f", portrait: {PORTRAITS / name}" if portraits else "" for name in ("alex.jpg", "sam.jpg"))
+    front = f"---\ntitle: Benchmark episode\nshow: Podforge Bench\nhosts:\n  ALEX: {{voice: joe{alex}}}\n  SAM: {{voice: joe-bright{sam}}}\nmusic: calm lo-fi, 84 bpm\n---\n"
     return front + "\n".join(lines) + "\n"
 
 
@@ -164,8 +169,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         script = Path(scratch) / "bench.md"
         script.write_text(bench_script(args.minutes))
-        results = {mode: measure(mode, script) for mode in ("loop", "flow")}
-    print(f"\nTwo-host episode, {os.cpu_count()} CPUs, nothing cached\n")
+        with_portraits = Path(scratch) / "bench-portraits.md"
+        with_portraits.write_text(bench_script(args.minutes, portraits=True))
+        results = {"loop": measure("loop", script), "flow": measure("flow", script), "flow, talking heads": measure("flow", with_portraits)}
+    print(f"\nTwo-host episode, {os.cpu_count()} CPUs, nothing cached (loop and flow: audiogram video)\n")
     print("| variant | lines | episode s | wall s | real-time factor | process s (incl. start-up) | peak RSS MB (python) | peak RSS MB (with children) |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for mode, r in results.items():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,9 @@ class PiperEngine(Engine[SpeechRequest, SpeechResult]):
 
         model, config = self._model_files()
         self.voice = PiperVoice.load(model, config, include_alignments=True)
+        # One synthesis at a time per voice: ONNX Runtime already uses every core for one run, and
+        # concurrent runs (one per Prefect thread) only multiply its memory arenas.
+        self._synthesis_lock = threading.Lock()
 
     def _model_files(self) -> tuple[Path, Path]:
         if "model" in self.settings:
@@ -70,7 +74,9 @@ class PiperEngine(Engine[SpeechRequest, SpeechResult]):
         phonemes: list[PhonemeTiming] = []
         cursor = 0
         spoken = normalize_text(request.text, request.language)  # "$1.50" -> "one dollar fifty"
-        for chunk in self.voice.synthesize(spoken, synthesis, include_alignments=True):
+        with self._synthesis_lock:
+            chunks = list(self.voice.synthesize(spoken, synthesis, include_alignments=True))
+        for chunk in chunks:
             if pieces:
                 pieces.append(np.zeros(int(SENTENCE_PAUSE_S * rate), dtype=np.float32))
                 cursor += int(SENTENCE_PAUSE_S * rate)
