@@ -411,7 +411,8 @@ def doctor(*, ffmpeg: str | None = None) -> DoctorReport:
             continue
         if row.state != "built":
             how = "a build was interrupted" if row.state == "incomplete" else "not built"
-            diagnoses.append(EnvDiagnosis(name=row.name, state=row.state, path=row.path, findings=[Finding(level="warn", message=f"{how}; run `podforge envs build {row.name}`")]))
+            findings = [Finding(level="warn", message=f"{how}; run `podforge envs build {row.name}`"), *_setup_findings(row.name)]
+            diagnoses.append(EnvDiagnosis(name=row.name, state=row.state, path=row.path, findings=findings))
             continue
         try:
             probe = run_probe(row.name)
@@ -419,8 +420,20 @@ def doctor(*, ffmpeg: str | None = None) -> DoctorReport:
             diagnoses.append(EnvDiagnosis(name=row.name, state=row.state, path=row.path, findings=[Finding(level="error", message=exc.message)]))
             continue
         findings = diagnose_probe(probe, has_gpu=bool(nvml.gpus), cuda_driver_version=nvml.cuda_driver_version, driver_version=nvml.driver_version)
+        findings += _setup_findings(row.name)
         diagnoses.append(EnvDiagnosis(name=row.name, state=row.state, path=row.path, probe=probe, findings=findings))
     return DoctorReport(host=host, envs=diagnoses)
+
+
+def _setup_findings(env: str) -> list[Finding]:
+    """What an environment needs beyond its pins: SadTalker's checkout, checkpoints and face weights."""
+    if env != "sadtalker":
+        return []
+    from podforge.config import load_config
+    from podforge.engines.sadtalker import doctor_checks
+
+    settings = load_config().engines["sadtalker"].settings
+    return [Finding(level="ok" if check.ok else "warn", message=check.line()) for check in doctor_checks(settings)]
 
 
 def _encoder_choice(ffmpeg: str | None) -> tuple[str, str] | None:

@@ -256,3 +256,18 @@ def test_doctor_on_this_machine_says_plainly_what_is_missing(home):
     assert "no NVIDIA GPU" in result.output and "podforge envs build audiocraft" in result.output
     listing = CliRunner().invoke(envs_app, ["list"], env={"COLUMNS": "200"})
     assert "isolation-check" in listing.output and "built" in listing.output and "not built" in listing.output
+
+
+def test_doctor_checks_the_sadtalker_checkout_and_weights(tmp_path, monkeypatch):
+    monkeypatch.delenv("SADTALKER_HOME", raising=False)
+    sadtalker = next(d for d in envs.doctor().envs if d.name == "sadtalker")
+    assert any("SadTalker checkout" in f.message and "SADTALKER_HOME" in f.message and f.level == "warn" for f in sadtalker.findings)
+
+    checkout = tmp_path / "SadTalker"
+    (checkout / "src" / "config").mkdir(parents=True)
+    (checkout / "inference.py").write_text("# a checkout's entry point\n")
+    monkeypatch.setenv("SADTALKER_HOME", str(checkout))
+    sadtalker = next(d for d in envs.doctor().envs if d.name == "sadtalker")
+    messages = {f.message.split(":")[0]: f.level for f in sadtalker.findings}
+    assert messages["ok  SadTalker checkout"] == "ok"
+    assert messages["MISSING SadTalker checkpoints"] == "warn"
