@@ -25,6 +25,15 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def pick_device(settings: dict, cuda_available: bool, engine: str) -> str:
+    """``cuda`` when asked for (the default) and torch sees a GPU; else ``cpu``, saying so in the log."""
+    if settings.get("device", "cuda") == "cuda":
+        if cuda_available:
+            return "cuda"
+        print(f"{engine}: CUDA was asked for but torch sees no GPU (a CPU-only torch, or no device); running on the CPU", flush=True)
+    return "cpu"
+
+
 def write_wav_atomic(path: Path, pcm16: bytes, sample_rate: int, channels: int = 1) -> None:
     """Write 16-bit little-endian PCM as a WAV file, through a temporary name and a rename."""
     tmp = path.with_name(f".{path.name}.tmp")

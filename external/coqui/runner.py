@@ -26,19 +26,11 @@ os.environ.setdefault("COQUI_TOS_AGREED", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from podforge_runner import serve, write_wav_atomic  # noqa: E402
+from podforge_runner import pick_device, serve, write_wav_atomic  # noqa: E402
 
 
 class WeightsMissing(RuntimeError):
     """A named model whose weights are not on this machine."""
-
-
-def pick_device(settings: dict) -> str:
-    if settings.get("device", "cuda") == "cuda":
-        if torch.cuda.is_available():
-            return "cuda"
-        print("coqui: CUDA was asked for but torch sees no GPU (a CPU-only torch, or no device); running on the CPU", flush=True)
-    return "cpu"
 
 
 def weights_hint(model_name: str) -> str:
@@ -118,7 +110,7 @@ def handle(engine: str, settings: dict, request: dict, workdir: Path) -> tuple[d
     chunks = [chunk for chunk in request.get("chunks", []) if chunk.strip()]
     if not chunks:
         raise ValueError("nothing to say: the request has no text")
-    device = pick_device(settings)
+    device = pick_device(settings, torch.cuda.is_available(), "coqui")
     tts, model = load_tts(settings, device)
     options = synthesis_options(tts, settings, request.get("language"))
     sample_rate = int(tts.synthesizer.output_sample_rate)

@@ -27,16 +27,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from podforge_runner import serve, write_wav_atomic  # noqa: E402
-
-
-
-def pick_device(settings: dict) -> str:
-    if settings.get("device", "cuda") == "cuda":
-        if torch.cuda.is_available():
-            return "cuda"
-        print("musicgen: CUDA was asked for but torch sees no GPU (a CPU-only torch, or no device); running on the CPU", flush=True)
-    return "cpu"
+from podforge_runner import pick_device, serve, write_wav_atomic  # noqa: E402
 
 
 def load_model(name: str, device: str, fp16: bool):
@@ -133,7 +124,7 @@ def handle(engine: str, settings: dict, request: dict, workdir: Path) -> tuple[d
     duration_s = float(request["duration_s"])
     if duration_s <= 0:
         raise ValueError(f"duration_s must be positive, not {duration_s}")
-    device = pick_device(settings)
+    device = pick_device(settings, torch.cuda.is_available(), "musicgen")
     fp16 = device == "cuda" and bool(settings.get("fp16", True))
     name = str(settings.get("model", "facebook/musicgen-small"))
     model, processor = load_model(name, device, fp16)
