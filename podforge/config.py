@@ -116,10 +116,12 @@ class PodforgeConfig(Strict):
         """The voice preset for a host.
 
         ``speech`` (when set) wins: a voice preset for everyone, or an engine whose presets are dealt out
-        in order. Otherwise the voice the script names, else the n-th default voice.
+        in order (those in ``default_voices`` if any, else all of them). Otherwise the voice the script
+        names, else the n-th default voice.
         """
         if self.speech and self.speech not in self.voices:
-            of_engine = [name for name, voice in self.voices.items() if voice.engine == self.speech]
+            of_engine = [name for name in self.default_voices if name in self.voices and self.voices[name].engine == self.speech]
+            of_engine = of_engine or [name for name, voice in self.voices.items() if voice.engine == self.speech]
             if not of_engine:
                 raise ConfigError(f"{self.speech!r} is neither a voice preset nor a speech engine with presets in voices.yaml", field="speech")
             requested = of_engine[position % len(of_engine)]

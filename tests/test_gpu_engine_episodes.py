@@ -20,14 +20,17 @@ from podforge.media.ffmpeg import measure_loudness, probe
 from tiny_models import make_tiny_musicgen, make_tiny_vits
 
 SCRIPT = "---\ntitle: Engines {tag}\nhosts:\n  ALEX: {{}}\n  SAM: {{}}\n---\nALEX: A short line from a tiny model.\nSAM: And a second voice, for the record.\n"
-TINY_MUSICGEN_SETTINGS = "engines:\n  musicgen:\n    settings: {{model: {model}, loop_s: 4.0, window_s: 1.0, overlap_s: 0.3, crossfade_s: 0.2}}\n"
+TINY_MODELS = (
+    "engines:\n  musicgen:\n    settings: {{model: {model}, loop_s: 4.0, window_s: 1.0, overlap_s: 0.3, crossfade_s: 0.2}}\n"
+    "default_voices: [joe, joe-bright, vits-tiny-local]  # `--speech coqui` deals the coqui voices listed here\n"
+)
 
 
 def run_episode(tmp_path, tag: str, *flags: str):
     script = tmp_path / f"{tag}.md"
     script.write_text(SCRIPT.format(tag=tag))
     config = tmp_path / "tiny.yaml"
-    config.write_text(TINY_MUSICGEN_SETTINGS.format(model=podforge_home() / "models" / "musicgen-tiny"))
+    config.write_text(TINY_MODELS.format(model=podforge_home() / "models" / "musicgen-tiny"))
     out = tmp_path / "out"
     done = subprocess.run(
         [sys.executable, "-m", "podforge", "run", str(script), "-c", str(config), "--out", str(out), *flags],
@@ -62,5 +65,5 @@ def test_an_episode_with_a_musicgen_bed(tiny_musicgen_model, tmp_path):
 def test_an_episode_with_coqui_voices_and_a_musicgen_bed(tiny_musicgen_model, tmp_path):
     envs.build("coqui", log=lambda line: None)
     make_tiny_vits(podforge_home() / "models" / "vits-tiny")
-    engines = assert_valid_episode(run_episode(tmp_path, "coqui", "--speech", "vits-tiny-local", "--music", "musicgen"))
+    engines = assert_valid_episode(run_episode(tmp_path, "coqui", "--speech", "coqui", "--music", "musicgen"))
     assert engines["speech"] == "coqui" and engines["music"] == "musicgen"

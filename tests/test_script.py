@@ -81,3 +81,18 @@ def test_titles_with_path_tricks_give_a_safe_slug():
     assert script.slug == "etc-passwd-rm-rf-home"
     assert slugify("..") == "episode"
     assert slugify("Ça va? Épisode 3/4") == "ca-va-episode-3-4"
+
+
+def test_speech_names_a_voice_or_an_engine_for_every_host():
+    from podforge.config import load_config
+    from podforge.errors import ConfigError
+
+    config = load_config(overrides={"speech": "joe-deep"})
+    assert [config.voice_for("A", "joe", i, "s.md")[0] for i in range(2)] == ["joe-deep", "joe-deep"]
+    config = load_config(overrides={"speech": "coqui"})
+    coqui_voices = [name for name, voice in config.voices.items() if voice.engine == "coqui"]
+    assert [config.voice_for("A", None, i, "s.md")[0] for i in range(2)] == coqui_voices[:2]
+    config = load_config(overrides={"speech": "coqui", "default_voices": ["joe", "vits-tiny-local"]})
+    assert [config.voice_for("A", None, i, "s.md")[0] for i in range(2)] == ["vits-tiny-local", "vits-tiny-local"]
+    with pytest.raises(ConfigError, match="neither a voice preset nor a speech engine"):
+        load_config(overrides={"speech": "nobody"}).voice_for("A", None, 0, "s.md")
