@@ -14,10 +14,9 @@ from pydantic import BaseModel, Field
 from podforge.caching import CONTENT, content_key, results_dir, step_workdir
 from podforge.config import GpuSettings
 from podforge.cost import price_gpu_seconds
-from podforge.gpu import GpuUsage, gpu_step, write_samples
 from podforge.engines.base import EngineSpec
 from podforge.engines.registry import load_engine
-
+from podforge.gpu import GpuUsage, gpu_step, write_samples
 
 ResultT = TypeVar("ResultT", bound=BaseModel)
 

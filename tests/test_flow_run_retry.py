@@ -7,6 +7,7 @@ its task run as "Cached") and only the failed step runs again.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -67,3 +68,7 @@ def test_retrying_a_failed_run_reuses_its_finished_steps(prefect_api, tmp_path: 
     assert sorted(cached) == finished
     assert set(ran_again) <= {"parse-script", "publish"}, "only the uncached steps run again"
     assert (out_dir / "retry-me" / "episode.mp4").stat().st_size > 0
+    manifest = json.loads((out_dir / "retry-me" / "manifest.json").read_text())
+    reused = {step["step"] for step in manifest["steps"] if step["cached"]}
+    assert {"music", "speech", "mix", "video", "mux"} <= reused, "the manifest knows the retry reused these"
+    assert not next(step for step in manifest["steps"] if step["step"] == "publish")["cached"]
