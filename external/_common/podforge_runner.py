@@ -1,7 +1,8 @@
 """The runner's side of the Podforge engine protocol (standard library only).
 
-A runner module defines ``handle(engine, settings, request, workdir) -> (result, device)`` and ends with
-``serve(handle)``. See ``external/README.md``.
+A runner module defines ``load(engine, settings) -> state`` (imports and loads the model: once per
+process) and ``handle(state, request, workdir) -> (result, device)`` (one request), and ends with
+``serve(load, handle)``. See ``external/README.md``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import wave
 from pathlib import Path
 from typing import Any, Callable
 
-Handler = Callable[[str, dict, dict, Path], "tuple[dict, str]"]
+Loader = Callable[[str, dict], Any]
+Handler = Callable[[Any, dict, Path], "tuple[dict, str]"]
 
 
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
@@ -55,14 +57,15 @@ def versions(*modules: str) -> dict[str, str]:
     return found
 
 
-def serve(handle: Handler, *, report_versions: tuple[str, ...] = ()) -> None:
-    """Read the request, call ``handle``, write the response. Exit 0 even when ``handle`` raises."""
+def serve(load: Loader, handle: Handler, *, report_versions: tuple[str, ...] = ()) -> None:
+    """Read the request, ``load`` then ``handle`` it, write the response. Exit 0 even when they raise."""
     request_path, response_path = Path(sys.argv[1]), Path(sys.argv[2])
     message = json.loads(request_path.read_text(encoding="utf-8"))
     workdir = Path(message["workdir"])
     workdir.mkdir(parents=True, exist_ok=True)
     try:
-        result, device = handle(message["engine"], message.get("settings", {}), message.get("request", {}), workdir)
+        state = load(message["engine"], message.get("settings", {}))
+        result, device = handle(state, message.get("request", {}), workdir)
         payload = {"ok": True, "result": result, "device": device, "versions": versions(*report_versions)}
     except Exception as exc:  # noqa: BLE001 - every failure goes back to the task as data
         traceback.print_exc()

@@ -106,16 +106,28 @@ def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
     write_wav_atomic(path, (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2").tobytes(), sample_rate)
 
 
-def handle(engine: str, settings: dict, request: dict, workdir: Path) -> tuple[dict, str]:
+class LoadedVoice:
+    """A loaded Coqui model and what every request of this voice shares."""
+
+    def __init__(self, settings: dict):
+        self.settings = settings
+        self.device = pick_device(settings, torch.cuda.is_available(), "coqui")
+        self.tts, self.model = load_tts(settings, self.device)
+        self.sample_rate = int(self.tts.synthesizer.output_sample_rate)
+        self.fp16 = self.device == "cuda" and bool(settings.get("fp16", True))
+
+
+def load(engine: str, settings: dict) -> LoadedVoice:
+    return LoadedVoice(settings)
+
+
+def handle(voice: LoadedVoice, request: dict, workdir: Path) -> tuple[dict, str]:
     chunks = [chunk for chunk in request.get("chunks", []) if chunk.strip()]
     if not chunks:
         raise ValueError("nothing to say: the request has no text")
-    device = pick_device(settings, torch.cuda.is_available(), "coqui")
-    tts, model = load_tts(settings, device)
-    options = synthesis_options(tts, settings, request.get("language"))
-    sample_rate = int(tts.synthesizer.output_sample_rate)
-    fp16 = device == "cuda" and bool(settings.get("fp16", True))
-    autocast = torch.autocast("cuda", dtype=torch.float16) if fp16 else contextlib.nullcontext()
+    options = synthesis_options(voice.tts, voice.settings, request.get("language"))
+    sample_rate = voice.sample_rate
+    autocast = torch.autocast("cuda", dtype=torch.float16) if voice.fp16 else contextlib.nullcontext()
     pause = np.zeros(int(float(request.get("pause_s", 0.2)) * sample_rate), dtype=np.float32)
     pieces: list[np.ndarray] = []
     spans: list[list[int]] = []
@@ -125,17 +137,17 @@ def handle(engine: str, settings: dict, request: dict, workdir: Path) -> tuple[d
             if number:
                 pieces.append(pause)
                 cursor += len(pause)
-            audio = np.asarray(tts.tts(text=chunk, split_sentences=False, **options), dtype=np.float32)
+            audio = np.asarray(voice.tts.tts(text=chunk, split_sentences=False, **options), dtype=np.float32)
             pieces.append(audio)
             spans.append([cursor, cursor + len(audio)])
             cursor += len(audio)
             print(f"coqui: chunk {number + 1}/{len(chunks)}: {len(audio) / sample_rate:.2f} s", flush=True)
     wav_path = workdir / "speech.wav"
     write_wav(wav_path, np.concatenate(pieces), sample_rate)
-    result = {"wav": str(wav_path), "sample_rate": sample_rate, "spans": spans, "model": model, "fp16": fp16}
-    print("coqui: " + json.dumps({"device": device, "model": model, "seconds": cursor / sample_rate}), flush=True)
-    return result, device
+    result = {"wav": str(wav_path), "sample_rate": sample_rate, "spans": spans, "model": voice.model, "fp16": voice.fp16}
+    print("coqui: " + json.dumps({"device": voice.device, "model": voice.model, "seconds": cursor / sample_rate}), flush=True)
+    return result, voice.device
 
 
 if __name__ == "__main__":
-    serve(handle, report_versions=("torch", "TTS", "transformers"))
+    serve(load, handle, report_versions=("torch", "TTS", "transformers"))

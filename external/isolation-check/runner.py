@@ -43,7 +43,12 @@ def hang(workdir: Path) -> None:
     time.sleep(600)
 
 
-def handle(engine: str, settings: dict, request: dict, workdir: Path) -> tuple[dict, str]:
+def load(engine: str, settings: dict) -> dict:
+    return {"engine": engine, "settings": settings}
+
+
+def handle(loaded: dict, request: dict, workdir: Path) -> tuple[dict, str]:
+    engine, settings = loaded["engine"], loaded["settings"]
     mode = settings.get("mode", "versions")
     print(f"isolation-check: engine={engine} mode={mode}", flush=True)
     if mode == "fail":
@@ -58,4 +63,4 @@ def handle(engine: str, settings: dict, request: dict, workdir: Path) -> tuple[d
 
 
 if __name__ == "__main__":
-    serve(handle, report_versions=("six", "idna"))
+    serve(load, handle, report_versions=("six", "idna"))

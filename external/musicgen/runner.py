@@ -120,23 +120,35 @@ def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
     write_wav_atomic(path, (np.clip(scaled, -1.0, 1.0) * 32767).astype("<i2").tobytes(), sample_rate)
 
 
-def handle(engine: str, settings: dict, request: dict, workdir: Path) -> tuple[dict, str]:
+class LoadedModel:
+    """A loaded MusicGen model and its processor, on the device chosen once per process."""
+
+    def __init__(self, settings: dict):
+        self.settings = settings
+        self.device = pick_device(settings, torch.cuda.is_available(), "musicgen")
+        self.fp16 = self.device == "cuda" and bool(settings.get("fp16", True))
+        self.name = str(settings.get("model", "facebook/musicgen-small"))
+        self.model, self.processor = load_model(self.name, self.device, self.fp16)
+
+
+def load(engine: str, settings: dict) -> LoadedModel:
+    return LoadedModel(settings)
+
+
+def handle(loaded: LoadedModel, request: dict, workdir: Path) -> tuple[dict, str]:
     duration_s = float(request["duration_s"])
     if duration_s <= 0:
         raise ValueError(f"duration_s must be positive, not {duration_s}")
-    device = pick_device(settings, torch.cuda.is_available(), "musicgen")
-    fp16 = device == "cuda" and bool(settings.get("fp16", True))
-    name = str(settings.get("model", "facebook/musicgen-small"))
-    model, processor = load_model(name, device, fp16)
     torch.manual_seed(int(request.get("seed", 0)))
-    generator = Generator(model, processor, request.get("prompt", ""), settings, device)
+    settings = loaded.settings
+    generator = Generator(loaded.model, loaded.processor, request.get("prompt", ""), settings, loaded.device)
     samples = round(duration_s * generator.sample_rate)
     audio, segments = generate_long(generator, samples, float(settings.get("window_s", 30.0)), float(settings.get("overlap_s", 5.0)))
     wav_path = workdir / "generated.wav"
     write_wav(wav_path, audio[:samples], generator.sample_rate)
-    result = {"wav": str(wav_path), "sample_rate": generator.sample_rate, "duration_s": samples / generator.sample_rate, "segments": segments, "model": name, "fp16": fp16}
-    return result, device
+    result = {"wav": str(wav_path), "sample_rate": generator.sample_rate, "duration_s": samples / generator.sample_rate, "segments": segments, "model": loaded.name, "fp16": loaded.fp16}
+    return result, loaded.device
 
 
 if __name__ == "__main__":
-    serve(handle, report_versions=("torch", "transformers"))
+    serve(load, handle, report_versions=("torch", "transformers"))

@@ -122,7 +122,12 @@ def choose_device(settings: dict) -> str:
     )
 
 
-def handle(engine: str, settings: dict, request: dict, workdir: Path) -> tuple[dict, str]:
+def load(engine: str, settings: dict) -> dict:
+    """SadTalker loads its models inside each ``inference.py`` run; the process keeps only its settings."""
+    return settings
+
+
+def handle(settings: dict, request: dict, workdir: Path) -> tuple[dict, str]:
     device = choose_device(settings)
     link_weights(workdir, Path(settings["gfpgan_dir"]))
     result_dir = fresh_result_dir(workdir)
@@ -140,4 +145,4 @@ def handle(engine: str, settings: dict, request: dict, workdir: Path) -> tuple[d
 
 
 if __name__ == "__main__":
-    serve(handle, report_versions=("torch", "torchvision", "numpy"))
+    serve(load, handle, report_versions=("torch", "torchvision", "numpy"))
