@@ -68,45 +68,43 @@ def run_flow(script: Path, out: Path) -> dict:
 
 
 def run_loop(script: Path, out: Path) -> dict:
-    """The same engine and ffmpeg calls as the flow, in a plain loop: no Prefect, no cache."""
-    from podforge.casting import cast_voices
+    """The same plan, engine and ffmpeg calls as the flow, in a plain loop: no Prefect, no cache."""
     from podforge.config import load_config
-    from podforge.dialogue import assemble
-    from podforge.engines.base import MusicRequest, SpeechRequest, VideoRequest
-    from podforge.engines.registry import load_engine, resolve_engine
+    from podforge.dialogue import LineSlot, assemble
+    from podforge.engines.base import SpeechRequest, VideoRequest
+    from podforge.engines.registry import load_engine
     from podforge.io import write_text_atomic
     from podforge.media.captions import build_cues, to_ass, to_srt, to_vtt
     from podforge.media.encoders import choose_h264_encoder
     from podforge.media.mixing import mix_and_master
     from podforge.media.mux import encode_mp3, mux_mp4
+    from podforge.planning import plan_episode
     from podforge.script import load_script
 
     started = time.perf_counter()
     cfg = load_config()
-    parsed = load_script(script)
-    cast = cast_voices(parsed, cfg, [])
+    plan = plan_episode(cfg, load_script(script), [])
     work = out / "work"
     work.mkdir(parents=True)
-    bed = load_engine(resolve_engine(cfg, cfg.use.music, "music")).run(MusicRequest(prompt=parsed.meta.music or "", bars=cfg.music.bars, seed=cfg.music.seed), work)
+    bed = load_engine(plan.music).run(plan.music_request, work)
     clips = []
-    for i, line in enumerate(parsed.lines):
-        line_dir = work / f"line{i}"
+    for line in plan.lines:
+        line_dir = work / f"line{line.index}"
         line_dir.mkdir()
-        engine = load_engine(cast[line.speaker].engine)
-        clips.append(engine.run(SpeechRequest(text=line.text, language="en", voice=cast[line.speaker].voice), line_dir))
-    track = assemble(parsed.lines, clips, cfg.mix, work)
-    master = mix_and_master(track.wav, track.timeline.duration_s, bed.wav, cfg.mix, work)
-    cues = build_cues(track.timeline.shifted(cfg.mix.intro_s))
-    write_text_atomic(work / "e.srt", to_srt(cues))
-    write_text_atomic(work / "e.vtt", to_vtt(cues))
+        clips.append(load_engine(plan.hosts[line.host].speech).run(SpeechRequest(text=line.text, language=plan.language), line_dir))
+    track = assemble([LineSlot(host=line.host, chapter=line.chapter, text=line.text) for line in plan.lines], clips, plan.timing, work)
+    master = mix_and_master(track.wav, track.timeline.duration_s, bed.wav, cfg.mix.levels(), plan.timing, work)
+    cues = build_cues(track.timeline.shifted(plan.timing.intro_s))
+    write_text_atomic(work / "e.srt", to_srt(cues, plan.host_names))
+    write_text_atomic(work / "e.vtt", to_vtt(cues, plan.host_names))
     ass = write_text_atomic(work / "e.ass", to_ass(cues, cfg.video.width, cfg.video.height))
     encoder = choose_h264_encoder(cfg.video.encoder, cfg.ffmpeg, x264_preset=cfg.video.x264_preset, crf=cfg.video.crf)
-    video_engine = load_engine(resolve_engine(cfg, cfg.use.video, "video"))
-    request = VideoRequest(audio=master.wav, captions_ass=ass, title=parsed.meta.title, show=parsed.meta.show, duration_s=master.duration_s, encoder=encoder.name, encoder_options=encoder.options)
-    video = video_engine.run(request, work)
+    meta = plan.script.meta
+    request = VideoRequest(audio=master.wav, captions_ass=ass, title=meta.title, show=meta.show, duration_s=master.duration_s, encoder=encoder.name, encoder_options=encoder.options)
+    video = load_engine(plan.video).run(request, work)
     mux_mp4(video.video, master.wav, work / "e.mp4", aac_bitrate=cfg.publish.aac_bitrate)
     encode_mp3(master.wav, work / "e.mp3", bitrate=cfg.publish.mp3_bitrate)
-    return {"wall_s": time.perf_counter() - started, "episode_s": master.duration_s, "lines": len(parsed.lines)}
+    return {"wall_s": time.perf_counter() - started, "episode_s": master.duration_s, "lines": len(plan.lines)}
 
 
 class TreeRss:

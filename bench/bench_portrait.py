@@ -35,7 +35,7 @@ def speech(workdir: Path, seconds: float):
     from podforge.engines.piper import PiperEngine
 
     text = SENTENCES * max(1, int(seconds / 18) + 1)
-    return PiperEngine({}).run(SpeechRequest(text=text, voice="joe"), workdir)
+    return PiperEngine().run(SpeechRequest(text=text), workdir)
 
 
 def main() -> None:

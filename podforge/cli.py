@@ -42,31 +42,18 @@ def _engine_overrides(speech: str | None, music: str | None, video: str | None) 
     return overrides
 
 
-def check_inputs(script: Path, config_files: list[Path], overrides: dict[str, Any], out_dir: Path) -> str:
-    """Everything that can be checked without running anything; returns the episode's slug."""
-    from podforge.casting import cast_voices, engine_for
+def check_inputs(script: Path, config_files: list[Path], overrides: dict[str, Any], out_dir: Path) -> tuple[str, int | None]:
+    """Everything that can be checked without running anything: the episode's slug, and the configured task limit."""
     from podforge.config import load_config
-    from podforge.envs import python_for
     from podforge.gpu import list_gpus
     from podforge.io import episode_dir
-    from podforge.media.portraits import load_portrait
+    from podforge.planning import plan_episode
     from podforge.script import load_script
 
     config = load_config(config_files, overrides)
-    parsed = load_script(script)
-    gpus = list_gpus()
-    engines = [member.engine for member in cast_voices(parsed, config, gpus).values()]
-    engines.append(engine_for(config, config.use.music, "music", gpus, field="use.music"))
-    engines.append(engine_for(config, config.use.video, "video", gpus, field="use.video"))
-    for speaker, image in parsed.portraits.items():
-        load_portrait(image, speaker)  # a bad portrait fails here, naming host and file
-    if parsed.portraits:
-        engines.append(engine_for(config, config.use.avatar, "avatar", gpus, field="use.avatar"))
-    for engine in engines:
-        if engine.resources.env:
-            python_for(engine.resources.env)  # "environment 'coqui' is not built; run `podforge envs build coqui`"
-    episode_dir(out_dir, parsed.slug)
-    return parsed.slug
+    plan = plan_episode(config, load_script(script), list_gpus())
+    episode_dir(out_dir, plan.script.slug)
+    return plan.script.slug, config.run.max_workers
 
 
 @app.command()
@@ -84,11 +71,11 @@ def run(
     logging.getLogger("podforge").setLevel(logging.INFO if verbose else logging.ERROR)  # the checks stay one line
     overrides = _engine_overrides(speech, music, video)
     try:
-        slug = check_inputs(script, config, overrides, out)
+        slug, max_workers = check_inputs(script, config, overrides, out)
     except PodforgeError as exc:
         _fail(exc.one_line(), code=2)
     ensure_prefect_home()
-    manifest = _run_with_progress(slug, script, config, overrides, out)
+    manifest = _run_with_progress(slug, script, config, overrides, out, max_workers)
     _print_summary(manifest)
 
 
@@ -107,9 +94,13 @@ def serve(
         _fail(exc.one_line(), code=2)
 
 
-def _run_with_progress(slug: str, script: Path, config: list[Path], overrides: dict[str, Any], out: Path):
+def _run_with_progress(slug: str, script: Path, config: list[Path], overrides: dict[str, Any], out: Path, max_workers: int | None):
     from flows.episode import episode
+    from podforge.prefect_env import episode_task_runner
     from podforge.progress import add_listener
+
+    if max_workers:
+        episode = episode.with_options(task_runner=episode_task_runner(max_workers))
 
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:

@@ -47,21 +47,38 @@ class EngineChoice(Strict):
     avatar: str = Field(default="portrait", description="talking heads, used when every host has a portrait")
 
 
-class MixSettings(Strict):
-    intro_s: float = Field(default=4.0, ge=0, le=60)
-    outro_s: float = Field(default=5.0, ge=0, le=60)
-    line_gap_s: float = Field(default=0.35, ge=0, le=5)
-    chapter_gap_s: float = Field(default=0.9, ge=0, le=10)
+class EpisodeTiming(Strict):
+    """Where things sit in time: what the dialogue, captions, talking heads and layout depend on."""
+
+    intro_s: float = Field(default=4.0, ge=0, le=60, description="music alone before the first line")
+    outro_s: float = Field(default=5.0, ge=0, le=60, description="music alone after the last line")
+    line_gap_s: float = Field(default=0.35, ge=0, le=5, description="silence between two lines")
+    chapter_gap_s: float = Field(default=0.9, ge=0, le=10, description="silence before a new chapter")
+    sample_rate: int = Field(default=48000, description="of the dialogue track and the master")
+
+    def episode_s(self, dialogue_s: float) -> float:
+        """The whole episode: intro, the dialogue, outro."""
+        return self.intro_s + dialogue_s + self.outro_s
+
+
+class MixLevels(Strict):
+    """How loud things are: what only the mix (and what follows it) depends on."""
+
     bed_level_db: float = Field(default=-6.0, le=0, description="bed loudness relative to the speech, before ducking")
     duck_threshold: float = Field(default=0.05, gt=0, le=1)
     duck_ratio: float = Field(default=8.0, ge=1, le=20)
     target_lufs: float = Field(default=-16.0, ge=-40, le=-5)
     true_peak_db: float = Field(default=-1.5, ge=-9, le=0)
-    sample_rate: int = 48000
 
-    def episode_s(self, dialogue_s: float) -> float:
-        """The whole episode: intro, the dialogue, outro."""
-        return self.intro_s + dialogue_s + self.outro_s
+
+class MixSettings(EpisodeTiming, MixLevels):
+    """The ``mix:`` section. Steps take the part they depend on: :meth:`timing` or :meth:`levels`."""
+
+    def timing(self) -> EpisodeTiming:
+        return EpisodeTiming.model_validate(self.model_dump(include=set(EpisodeTiming.model_fields)))
+
+    def levels(self) -> MixLevels:
+        return MixLevels.model_validate(self.model_dump(include=set(MixLevels.model_fields)))
 
 
 class MusicSettings(Strict):
@@ -80,13 +97,27 @@ class VideoSettings(Strict):
     crf: int = Field(default=23, ge=0, le=51)
 
 
-class PublishSettings(Strict):
-    mp3_bitrate: str = "160k"
-    aac_bitrate: str = "160k"
+class Encoding(Strict):
+    """The delivered audio's bitrates: what the mux step depends on."""
+
+    mp3_bitrate: str = Field(default="160k", pattern=r"^\d+k$")
+    aac_bitrate: str = Field(default="160k", pattern=r"^\d+k$")
+
+
+class PublishSettings(Encoding):
     base_url: str = Field(default="http://127.0.0.1:8000/", pattern=r"^https?://\S+$", description="where the output directory is served (feed URLs)")
     author: str = "Podforge"
     category: str = "Technology"
     cover_size: int = Field(default=1400, ge=1400, le=3000, description="generated artwork, px square")
+
+    def encoding(self) -> Encoding:
+        return Encoding.model_validate(self.model_dump(include=set(Encoding.model_fields)))
+
+
+class RunSettings(Strict):
+    """How an episode's tasks run on this machine (never part of a cache key)."""
+
+    max_workers: int | None = Field(default=None, ge=1, le=64, description="tasks at once; default: from cores and free memory")
 
 
 class GpuSettings(Strict):
@@ -109,6 +140,7 @@ class PodforgeConfig(Strict):
     video: VideoSettings = Field(default_factory=VideoSettings)
     publish: PublishSettings = Field(default_factory=PublishSettings)
     gpu: GpuSettings = Field(default_factory=GpuSettings)
+    run: RunSettings = Field(default_factory=RunSettings)
     ffmpeg: str | None = Field(default=None, description="path to an ffmpeg binary; default: imageio-ffmpeg's")
     speech: str | None = Field(default=None, description="a voice preset, or a speech engine, for every host (CLI --speech)")
 

@@ -3,7 +3,7 @@
 A cloud GPU costs its instance's hourly price divided by the instance's GPUs; a local GPU costs the
 electricity it draws (board power x tariff). :func:`price_gpu_seconds` prices a step's measured
 GPU-seconds; :func:`estimate` answers "what would N tracks (or videos) of M minutes cost on this GPU?"
-from per-engine GPU-minutes per output minute, configured or measured (:func:`rate_from_records`).
+from per-engine GPU-minutes per output minute, configured or measured (:func:`rate_from_gpu_seconds`).
 """
 
 from __future__ import annotations
@@ -11,15 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from podforge.config import CONFIG_DIR, read_yaml_mapping
 from podforge.errors import ConfigError
 
-if TYPE_CHECKING:
-    from podforge.steps import StepRecord
 
 PRICING_FILE = CONFIG_DIR / "pricing.yaml"
 OutputKind = Literal["music", "video"]
@@ -172,8 +170,8 @@ def estimate(
     )
 
 
-def rate_from_records(records: Iterable[StepRecord], output_minutes: float) -> float:
-    """Measured GPU-minutes per output minute: the GPU-seconds of ``records`` over ``output_minutes``."""
+def rate_from_gpu_seconds(gpu_seconds: Iterable[float], output_minutes: float) -> float:
+    """Measured GPU-minutes per output minute: the steps' GPU-seconds over ``output_minutes`` of output."""
     if output_minutes <= 0:
         raise ValueError("output_minutes must be positive")
-    return sum(record.gpu.gpu_seconds for record in records) / 60 / output_minutes
+    return sum(gpu_seconds) / 60 / output_minutes

@@ -1,30 +1,25 @@
-"""Joining spoken lines into one dialogue track, and the timeline of who said what when."""
+"""Joining spoken lines into one dialogue track, and the timeline of when each line sits on it."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from podforge.config import MixSettings
-from podforge.engines.base import PhonemeTiming, SpeechResult, WordTiming
+from podforge.config import EpisodeTiming
+from podforge.engines.base import SpeechResult
 from podforge.io import write_text_atomic
 from podforge.media.audio import read_mono, write_wav
-from podforge.script import ScriptLine
+from podforge.timing import TimedLine
 
 
-class TimedLine(BaseModel):
-    """A line placed on the dialogue track; times are seconds from the track's start."""
+class LineSlot(BaseModel):
+    """What the dialogue needs to know of a script line besides its audio: who (by cast position) and where."""
 
-    index: int
-    speaker: str
+    host: int = Field(ge=0)
+    chapter: int = Field(ge=0)
     text: str
-    chapter: int
-    start_s: float
-    end_s: float
-    words: list[WordTiming]
-    phonemes: list[PhonemeTiming]
 
 
 class Timeline(BaseModel):
@@ -34,17 +29,7 @@ class Timeline(BaseModel):
 
     def shifted(self, offset_s: float) -> list[TimedLine]:
         """The lines moved by ``offset_s`` (the intro), as they sit in the master."""
-        return [
-            line.model_copy(
-                update={
-                    "start_s": line.start_s + offset_s,
-                    "end_s": line.end_s + offset_s,
-                    "words": [w.model_copy(update={"start_s": w.start_s + offset_s, "end_s": w.end_s + offset_s}) for w in line.words],
-                    "phonemes": [p.model_copy(update={"start_s": p.start_s + offset_s, "end_s": p.end_s + offset_s}) for p in line.phonemes],
-                }
-            )
-            for line in self.lines
-        ]
+        return [line.shifted(offset_s) for line in self.lines]
 
 
 class DialogueTrack(BaseModel):
@@ -53,29 +38,30 @@ class DialogueTrack(BaseModel):
     timeline: Timeline
 
 
-def assemble(lines: list[ScriptLine], clips: list[SpeechResult], mix: MixSettings, workdir: Path) -> DialogueTrack:
-    """Concatenate the clips at ``mix.sample_rate`` with a gap between lines (longer at a new chapter)."""
-    rate = mix.sample_rate
+def assemble(slots: list[LineSlot], clips: list[SpeechResult], timing: EpisodeTiming, workdir: Path) -> DialogueTrack:
+    """Concatenate the clips at ``timing.sample_rate`` with a gap between lines (longer at a new chapter)."""
+    rate = timing.sample_rate
     pieces: list[np.ndarray] = []
     timed: list[TimedLine] = []
     cursor = 0
-    for position, (line, clip) in enumerate(zip(lines, clips, strict=True)):
+    for position, (slot, clip) in enumerate(zip(slots, clips, strict=True)):
         if position:
-            gap = mix.chapter_gap_s if line.chapter != lines[position - 1].chapter else mix.line_gap_s
+            gap = timing.chapter_gap_s if slot.chapter != slots[position - 1].chapter else timing.line_gap_s
             pieces.append(np.zeros(int(round(gap * rate)), dtype=np.float32))
             cursor += len(pieces[-1])
         audio = read_mono(clip.wav, rate)
         start = cursor / rate
+        placed = clip.alignment.shifted(start)
         timed.append(
             TimedLine(
-                index=line.index,
-                speaker=line.speaker,
-                text=line.text,
-                chapter=line.chapter,
+                index=position,
+                host=slot.host,
+                text=slot.text,
+                chapter=slot.chapter,
                 start_s=start,
                 end_s=(cursor + len(audio)) / rate,
-                words=[w.model_copy(update={"start_s": w.start_s + start, "end_s": w.end_s + start}) for w in clip.alignment.words],
-                phonemes=[p.model_copy(update={"start_s": p.start_s + start, "end_s": p.end_s + start}) for p in clip.alignment.phonemes],
+                words=placed.words,
+                phonemes=placed.phonemes,
             )
         )
         pieces.append(audio)

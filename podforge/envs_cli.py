@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from podforge import cost, envs
+from podforge import cost, doctor, envs
 from podforge.errors import PodforgeError
 
 envs_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Isolated engine environments (external/<name>).")
@@ -72,13 +72,13 @@ def prune_command() -> None:
 @envs_app.command("doctor")
 def doctor_command() -> None:
     """Explain what works: GPU and driver, NVENC, and per environment Python, torch and CUDA."""
-    report = envs.doctor()
+    report = doctor.doctor()
     table = Table("", "", "finding", show_lines=True)
     for finding in report.host.findings:
-        table.add_row("host", LEVEL_STYLE[finding.level], finding.message)
+        table.add_row("host", LEVEL_STYLE[finding.level], finding.line())
     for env in report.envs:
         for finding in env.findings:
-            table.add_row(f"{env.name}\n({env.state})", LEVEL_STYLE[finding.level], finding.message)
+            table.add_row(f"{env.name}\n({env.state})", LEVEL_STYLE[finding.level], finding.line())
     console.print(table)
     if any(f.level == "error" for env in report.envs for f in env.findings):
         raise typer.Exit(1)

@@ -7,8 +7,8 @@
 * :class:`GpuSampler` samples NVML about twice a second for a runner process and its children; the samples
   become :class:`~podforge.steps.GpuUsage` (:func:`usage_from_samples`) and are judged by the guard
   (:func:`assess_fallback`): a step that asked for CUDA but never appeared on a GPU, or kept it near 0%.
-* :func:`gpu_step` puts these together around one engine step; :func:`resolve_device` applies the rule for
-  machines without a GPU (CPU only where the engine or the config allows it).
+* :func:`gpu_step` puts these together around one engine step. (Where an engine runs on a machine without a
+  GPU is decided by the episode plan, :mod:`podforge.planning`.)
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import psutil
 import pynvml
 from pydantic import BaseModel, Field
 
-from podforge.engines.base import EngineSpec
 from podforge.config import GpuSettings
 from podforge.errors import EngineError
 from podforge.io import write_text_atomic
@@ -46,7 +45,6 @@ class GpuUsage(BaseModel):
     peak_vram_mb: float = 0.0
     mean_utilization: float = 0.0
     samples: int = Field(default=0, description="NVML samples taken (0: a CPU step, or no NVML)")
-    cost_usd: float = Field(default=0.0, description="gpu_seconds priced on the configured GPU (configs/pricing.yaml)")
     flagged: str | None = Field(default=None, description="why the step looks like a silent CPU fallback")
 
 
@@ -341,28 +339,6 @@ class GpuSampler:
 # --- one GPU step ---------------------------------------------------------------------------------------
 
 
-def resolve_device(spec: EngineSpec, settings: GpuSettings, gpus: list[GpuInfo]) -> EngineSpec:
-    """``spec`` as it will run here: unchanged, or moved to the CPU when no GPU exists and that is allowed.
-
-    The CPU spec says ``device: cpu`` in its settings (the engine reads it) and so gets its own cache key.
-    """
-    if spec.resources.device != "cuda" or gpus:
-        return spec
-    if not (spec.resources.cpu_fallback or settings.cpu_fallback):
-        raise EngineError(
-            f"engine {spec.name!r} needs a CUDA GPU, but no NVIDIA GPU was found (NVML sees none); "
-            "to run it on the CPU (slowly), set `gpu: {cpu_fallback: true}` in your config, or choose a CPU engine",
-            field=f"engines.{spec.name}",
-        )
-    step_logger().warning("no GPU found: engine %r falls back to the CPU", spec.name)
-    return spec.model_copy(
-        update={
-            "settings": {**spec.settings, "device": "cpu"},
-            "resources": spec.resources.model_copy(update={"device": "cpu", "vram_gb": 0.0}),
-        }
-    )
-
-
 class GpuStep:
     """Telemetry for one step: watches the runners it starts and judges what they did on the GPU."""
 
@@ -386,18 +362,18 @@ class GpuStep:
 
 
 @contextlib.contextmanager
-def gpu_step(spec: EngineSpec, settings: GpuSettings) -> Iterator[GpuStep]:
+def gpu_step(engine: str, device: str, vram_gb: float, settings: GpuSettings) -> Iterator[GpuStep]:
     """Around one engine step: GPU slots and NVML telemetry for a CUDA step, the guard afterwards.
 
     ``step.usage`` holds the measurements (and the flag) once the block has finished. Until a runner
     starts, the sampler watches this process (an in-process engine starts none).
     """
-    cuda = spec.resources.device == "cuda"
-    step = GpuStep(spec.resources.device, settings.gpu_index if cuda else None)
+    cuda = device == "cuda"
+    step = GpuStep(device, settings.gpu_index if cuda else None)
     if not cuda:
         yield step
         return
-    with gpu_slots(spec.resources.vram_gb, settings.gpu_index), observe_runners(step):
+    with gpu_slots(vram_gb, settings.gpu_index), observe_runners(step):
         step.sampler.start()
         try:
             yield step
@@ -407,5 +383,5 @@ def gpu_step(spec: EngineSpec, settings: GpuSettings) -> Iterator[GpuStep]:
     if flag and settings.guard != "off":
         step.usage = step.usage.model_copy(update={"flagged": flag})
         if settings.guard == "fail":
-            raise EngineError(f"engine {spec.name!r} {flag}", field="gpu.guard")
-        step_logger().warning("engine %r %s", spec.name, flag)
+            raise EngineError(f"engine {engine!r} {flag}", field="gpu.guard")
+        step_logger().warning("engine %r %s", engine, flag)

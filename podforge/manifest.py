@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from podforge.cost import price_gpu_seconds
 from podforge.media.ffmpeg import Loudness
 from podforge.gpu import GpuUsage
 from podforge.steps import StepRecord
@@ -19,11 +20,14 @@ class FileEntry(BaseModel):
 
 class ManifestStep(BaseModel):
     step: str
+    key: str = Field(description="the step's content key (its work folder: artifacts/<step>/<key[:24]>)")
     engine: str
     device: str
     seconds: float
+    load_s: float = Field(default=0.0, description="of `seconds`, starting the engine and loading its model")
     cached: bool
     gpu: GpuUsage = Field(default_factory=GpuUsage)
+    cost_usd: float = Field(default=0.0, description="the step's GPU-seconds priced on `gpu_priced_as`")
     notes: dict = Field(default_factory=dict)
 
 
@@ -43,13 +47,26 @@ class EpisodeManifest(BaseModel):
     video_encoder_reason: str
     gpu_seconds: float
     gpu_cost_usd: float
+    gpu_priced_as: str = Field(description="the configs/pricing.yaml GPU the GPU-seconds are priced on")
     steps: list[ManifestStep]
     files: dict[str, FileEntry]
     feed: Path = Field(description="the show's RSS feed that lists this episode")
 
     @staticmethod
-    def step_rows(records: list[StepRecord], attempt: str | None) -> list[ManifestStep]:
+    def step_rows(records: list[StepRecord], attempt: str | None, price_as: str) -> list[ManifestStep]:
+        """One row per step; GPU-seconds (compute, not model loading) priced on ``price_as``."""
         return [
-            ManifestStep(step=r.step, engine=r.engine, device=r.device, seconds=r.seconds, cached=r.cached_in(attempt), gpu=r.gpu, notes=r.notes)
+            ManifestStep(
+                step=r.step,
+                key=r.key,
+                engine=r.engine,
+                device=r.device,
+                seconds=r.seconds,
+                load_s=r.load_s,
+                cached=r.cached_in(attempt),
+                gpu=r.gpu,
+                cost_usd=round(price_gpu_seconds(r.gpu.gpu_seconds, price_as), 6) if r.gpu.gpu_seconds else 0.0,
+                notes=r.notes,
+            )
             for r in records
         ]

@@ -1,4 +1,4 @@
-"""Prefect settings for running offline: set before Prefect is imported.
+"""How Prefect runs here: settings for running offline (set before Prefect is imported) and the task runner.
 
 By default flows run against Prefect's temporary local API (SQLite under ``PODFORGE_HOME/prefect``) with
 analytics off. When ``PREFECT_API_URL`` is set (a running ``prefect server`` or ``podforge serve``), it is
@@ -8,6 +8,8 @@ used as it is. Values already in the environment always win.
 from __future__ import annotations
 
 import os
+
+import psutil
 
 from podforge.config import podforge_home
 
@@ -33,3 +35,21 @@ def configure_prefect_environment(*, quiet: bool = True) -> None:
 def ensure_prefect_home() -> None:
     """Create ``PREFECT_HOME``: Prefect's SQLite database cannot create its own folder."""
     os.makedirs(os.environ["PREFECT_HOME"], exist_ok=True)
+
+
+TASK_MEMORY_GB = 1.0
+"""What one running task may hold (a Piper run, an ffmpeg graph, a frame pipeline): sizes the default."""
+
+
+def default_max_workers() -> int:
+    """Tasks at once: two per core (tasks mostly wait on ffmpeg and engine processes), fewer when memory is short."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    by_memory = int(psutil.virtual_memory().available / 2**30 / TASK_MEMORY_GB)
+    return max(2, min(2 * cores, by_memory, 16))
+
+
+def episode_task_runner(max_workers: int | None = None):
+    """Prefect's thread pool, bounded (its default is unbounded: a 100-line script would start 100 tasks at once)."""
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    return ThreadPoolTaskRunner(max_workers=max_workers or default_max_workers())

@@ -44,6 +44,7 @@ def publish_episode(
     settings: PublishSettings,
     flow_run_id: str | None,
     attempt: str | None,
+    price_as: str,
 ) -> EpisodeManifest:
     """Copy ``media`` (name → file, e.g. ``episode.mp4``) into the episode folder, tag, list in the feed.
 
@@ -81,7 +82,8 @@ def publish_episode(
         ),
     )
 
-    records = [*records, step.record(files=len(published))]
+    records = [*records, step.record("podforge", files=len(published))]
+    rows = EpisodeManifest.step_rows(records, attempt, price_as)
     manifest = EpisodeManifest(
         podforge_version=__version__,
         slug=script.slug,
@@ -96,9 +98,10 @@ def publish_episode(
         master_loudness=master_loudness,
         video_encoder=video_notes.get("encoder", ""),
         video_encoder_reason=video_notes.get("encoder_reason", ""),
-        gpu_seconds=round(sum(r.gpu.gpu_seconds for r in records), 3),
-        gpu_cost_usd=round(sum(r.gpu.cost_usd for r in records), 4),
-        steps=EpisodeManifest.step_rows(records, attempt),
+        gpu_seconds=round(sum(row.gpu.gpu_seconds for row in rows), 3),
+        gpu_cost_usd=round(sum(row.cost_usd for row in rows), 4),
+        gpu_priced_as=price_as,
+        steps=rows,
         files={name: FileEntry(path=name, sha256=sha256_file(path), bytes=path.stat().st_size) for name, path in published.items()},
         feed=feed,
     )

@@ -11,20 +11,20 @@ def render_report(manifest: EpisodeManifest) -> str:
         f"# {manifest.title}",
         f"*{manifest.show}* · `{manifest.slug}` · {manifest.duration_s / 60:.1f} min · podforge {manifest.podforge_version}",
         "",
-        "| step | engine | device | seconds | cached | GPU-s | peak VRAM MB | flag |",
-        "|---|---|---|---:|:---:|---:|---:|---|",
+        "| step | engine | device | seconds | of which loading | cached | GPU-s | GPU $ | peak VRAM MB | flag |",
+        "|---|---|---|---:|---:|:---:|---:|---:|---:|---|",
     ]
     for step in manifest.steps:
         lines.append(
-            f"| {step.step} | {step.engine} | {step.device} | {step.seconds:.2f} | {'yes' if step.cached else 'no'} "
-            f"| {step.gpu.gpu_seconds:.1f} | {step.gpu.peak_vram_mb:.0f} | {step.gpu.flagged or ''} |"
+            f"| {step.step} | {step.engine} | {step.device} | {step.seconds:.2f} | {step.load_s:.2f} | {'yes' if step.cached else 'no'} "
+            f"| {step.gpu.gpu_seconds:.1f} | {step.cost_usd:.4f} | {step.gpu.peak_vram_mb:.0f} | {step.gpu.flagged or ''} |"
         )
     work_s = sum(step.seconds for step in manifest.steps if not step.cached)
     loud = manifest.loudness
     lines += [
         "",
         f"**{len(manifest.steps)} steps**, {cached} reused from the cache, {work_s:.1f} s of work in this run.",
-        f"**GPU:** {manifest.gpu_seconds:.1f} GPU-seconds, ${manifest.gpu_cost_usd:.4f}.",
+        f"**GPU:** {manifest.gpu_seconds:.1f} GPU-seconds, ${manifest.gpu_cost_usd:.4f} priced on {manifest.gpu_priced_as}.",
         f"**Loudness (MP3):** {loud.integrated_lufs:.1f} LUFS integrated, true peak {loud.true_peak_dbtp:.1f} dBTP, LRA {loud.lra:.1f} LU.",
         f"**Video encoder:** {manifest.video_encoder} ({manifest.video_encoder_reason}).",
         "",

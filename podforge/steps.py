@@ -1,19 +1,32 @@
-"""What every task does around its real work: pick a working folder by content, time it, record it.
+"""What every task does around its real work: one key from the inputs it declares, a folder named by it,
+a clock, and a record.
 
-Tasks stay thin: they build a request, call :func:`run_engine_step` (or, for their own ffmpeg work, open a
-:class:`StepContext`) and return a :class:`StepOutput`, which Prefect persists and caches.
+A task is declared with :func:`step_task`, naming the parameters that change its output::
+
+    @step_task("speech", version="3", key=("text", "voice", "language"))
+    def speech(text: str, speaker: str, voice: EngineSpec, language: str, gpu: GpuSettings) -> StepOutput:
+        return run_engine_step(voice, SpeechRequest(text=text, language=language), gpu)
+
+``speaker`` (a name for the task run) and ``gpu`` (telemetry settings) are not in the key. A key entry may
+reach into a parameter (``"captions.result.ass"``: only that file of the captions step counts). Inside the
+task, :func:`current_step` gives the step's key and work folder; Prefect's cache entry uses the same key.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import functools
+import inspect
 import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, Field
 
-from podforge.caching import CONTENT, content_key, results_dir, step_workdir
+from podforge.caching import ResultSerializer, StepKey, key_inputs, results_dir, step_key, step_workdir
 from podforge.config import GpuSettings
-from podforge.cost import price_gpu_seconds
 from podforge.engines.base import EngineSpec
 from podforge.engines.registry import load_engine
 from podforge.gpu import GpuUsage, gpu_step, write_samples
@@ -28,6 +41,7 @@ class StepRecord(BaseModel):
     engine: str
     device: str = "cpu"
     seconds: float = 0.0
+    load_s: float = Field(default=0.0, description="of `seconds`, time spent starting an engine and loading its model")
     key: str
     made_in: str | None = Field(default=None, description="the flow run attempt that made it: '<flow run id>#<attempt>'")
     gpu: GpuUsage = Field(default_factory=GpuUsage)
@@ -43,26 +57,32 @@ class StepOutput(BaseModel, Generic[ResultT]):
     result: ResultT
 
     def __cache_content__(self) -> ResultT:
-        """Downstream cache keys depend on the result, not on when or where it was made."""
+        """Downstream keys depend on the result, not on when or where it was made."""
         return self.result
 
 
 class StepContext:
-    """A step in progress: its cache key, a working folder named by it, and a running clock."""
+    """A step in progress: its key, a working folder named by it, and a running clock."""
 
-    def __init__(self, step: str, engine: str, key_inputs: dict[str, Any]):
+    def __init__(self, step: str, key: str):
         self.step = step
-        self.engine = engine
-        self.key = content_key(step, key_inputs)
-        self.workdir = step_workdir(step, self.key)
+        self.key = key
+        self._workdir: Path | None = None
         self._started = time.perf_counter()
 
-    def record(self, device: str = "cpu", gpu: GpuUsage | None = None, **notes: Any) -> StepRecord:
+    @property
+    def workdir(self) -> Path:
+        if self._workdir is None:
+            self._workdir = step_workdir(self.step, self.key)
+        return self._workdir
+
+    def record(self, engine: str, *, device: str = "cpu", gpu: GpuUsage | None = None, load_s: float = 0.0, **notes: Any) -> StepRecord:
         return StepRecord(
             step=self.step,
-            engine=self.engine,
+            engine=engine,
             device=device,
             seconds=round(time.perf_counter() - self._started, 3),
+            load_s=round(load_s, 3),
             key=self.key,
             made_in=current_run_attempt(),
             gpu=gpu or GpuUsage(),
@@ -70,16 +90,57 @@ class StepContext:
         )
 
 
-def step_task(name: str, *, cached: bool = True, retries: int = 2, **options: Any):
-    """Prefect's ``@task`` with what every step shares: content cache, persisted results, retries."""
+_current: contextvars.ContextVar[StepContext | None] = contextvars.ContextVar("podforge_step", default=None)
+
+
+@contextlib.contextmanager
+def running(step: StepContext) -> Iterator[StepContext]:
+    """Make ``step`` the current step while the block runs (what :func:`step_task` does around a task)."""
+    token = _current.set(step)
+    try:
+        yield step
+    finally:
+        _current.reset(token)
+
+
+def current_step() -> StepContext:
+    """The step whose task is running in this context (set by :func:`step_task`)."""
+    step = _current.get()
+    if step is None:
+        raise RuntimeError("current_step() is only available inside a function decorated with @step_task")
+    return step
+
+
+def step_task(name: str, *, version: str = "1", key: tuple[str, ...] = (), cached: bool = True, retries: int = 2, **options: Any) -> Callable:
+    """Prefect's ``@task`` with what every step shares: one key from the ``key`` parameters, persisted JSON
+    results checked before reuse (:mod:`podforge.caching`), retries.
+
+    ``version`` is bumped when the step's code starts producing different output for the same inputs.
+    """
     from prefect import task
     from prefect.cache_policies import NO_CACHE
 
-    if cached:
-        options.update(cache_policy=CONTENT, persist_result=True, result_storage=results_dir())
-    else:
-        options.update(cache_policy=NO_CACHE)
-    return task(name=name, retries=retries, retry_delay_seconds=2, **options)
+    def decorate(fn: Callable) -> Any:
+        signature = inspect.signature(fn)
+        unknown = [entry for entry in key if entry.split(".")[0] not in signature.parameters]
+        if unknown:
+            raise TypeError(f"step {name!r} declares key parameter(s) {unknown} that {fn.__name__}() does not take")
+
+        @functools.wraps(fn)
+        def run_step(*args: Any, **kwargs: Any) -> Any:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            with running(StepContext(name, step_key(name, version, key_inputs(key, bound.arguments)))):
+                return fn(*args, **kwargs)
+
+        if cached:
+            policy = StepKey(step=name, version=version, params=key)
+            options.update(cache_policy=policy, persist_result=True, result_storage=results_dir(), result_serializer=ResultSerializer())
+        else:
+            options.update(cache_policy=NO_CACHE)
+        return task(name=name, version=version, retries=retries, retry_delay_seconds=2, **options)(run_step)
+
+    return decorate
 
 
 def current_run_attempt() -> str | None:
@@ -89,19 +150,16 @@ def current_run_attempt() -> str | None:
     return f"{flow_run.id}#{flow_run.run_count}" if flow_run.id else None
 
 
-def run_engine_step(step: str, spec: EngineSpec, request: BaseModel, gpu: GpuSettings) -> StepOutput:
-    """Run ``spec``'s engine on ``request`` in a folder named by the request's content.
+def run_engine_step(spec: EngineSpec, request: BaseModel, gpu: GpuSettings) -> StepOutput:
+    """Run ``spec``'s engine on ``request`` in the current step's folder.
 
     A CUDA engine holds its VRAM in GPU slots while it runs and is measured with NVML (see
-    :func:`podforge.gpu.gpu_step`); ``spec`` has already been placed by :func:`podforge.gpu.resolve_device`.
+    :func:`podforge.gpu.gpu_step`); ``spec`` has already been placed on this machine by the plan.
     """
-    context = StepContext(step, spec.name, {"engine": spec, "request": request})
-    with gpu_step(spec, gpu) as telemetry:
-        result = load_engine(spec).run(request, context.workdir)
-    usage = telemetry.usage
+    step = current_step()
+    with gpu_step(spec.name, spec.resources.device, spec.resources.vram_gb, gpu) as telemetry:
+        result = load_engine(spec).run(request, step.workdir)
     if telemetry.sampler.samples:
-        write_samples(context.workdir / "nvml-samples.jsonl", telemetry.sampler.samples)
-    if usage.gpu_seconds:
-        usage = usage.model_copy(update={"cost_usd": round(price_gpu_seconds(usage.gpu_seconds, gpu.price_as), 6)})
+        write_samples(step.workdir / "nvml-samples.jsonl", telemetry.sampler.samples)
     device = telemetry.reported_device or spec.resources.device
-    return StepOutput(record=context.record(device=device, gpu=usage), result=result)
+    return StepOutput(record=step.record(spec.name, device=device, gpu=telemetry.usage), result=result)

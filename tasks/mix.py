@@ -1,15 +1,15 @@
-"""Mix and master: bed ducked under speech, two-pass loudness normalisation."""
+"""Mix and master: the bed ducked under speech, two-pass loudness normalisation."""
 
 from __future__ import annotations
 
-from podforge.config import MixSettings
+from podforge.config import EpisodeTiming, MixLevels
 from podforge.media.mixing import mix_and_master
-from podforge.steps import StepContext, StepOutput, step_task
+from podforge.steps import StepOutput, current_step, step_task
 
 
-@step_task("mix-master", version="2")  # 2: stems loudness-matched and high-passed, final trim
-def mix_master(dialogue: StepOutput, bed: StepOutput, mix: MixSettings, ffmpeg_binary: str | None) -> StepOutput:
-    step = StepContext("mix", "ffmpeg", {"dialogue": dialogue, "bed": bed, "mix": mix})
+@step_task("mix", version="3", key=("dialogue", "bed", "levels", "timing", "ffmpeg"))
+def mix(dialogue: StepOutput, bed: StepOutput, levels: MixLevels, timing: EpisodeTiming, ffmpeg: str | None) -> StepOutput:
+    step = current_step()
     track = dialogue.result
-    master = mix_and_master(track.wav, track.timeline.duration_s, bed.result.wav, mix, step.workdir, ffmpeg_binary)
-    return StepOutput(record=step.record(integrated_lufs=master.loudness.integrated_lufs, true_peak_dbtp=master.loudness.true_peak_dbtp), result=master)
+    master = mix_and_master(track.wav, track.timeline.duration_s, bed.result.wav, levels, timing, step.workdir, ffmpeg)
+    return StepOutput(record=step.record("ffmpeg", integrated_lufs=master.loudness.integrated_lufs, true_peak_dbtp=master.loudness.true_peak_dbtp), result=master)

@@ -7,6 +7,6 @@ from podforge.engines.base import EngineSpec, MusicRequest
 from podforge.steps import StepOutput, run_engine_step, step_task
 
 
-@step_task("music-bed")
-def make_music_bed(prompt: str, bars: int, seed: int, engine: EngineSpec, gpu: GpuSettings) -> StepOutput:
-    return run_engine_step("music", engine, MusicRequest(prompt=prompt, bars=bars, seed=seed), gpu)
+@step_task("music", version="2", key=("request", "engine"))
+def music(request: MusicRequest, engine: EngineSpec, gpu: GpuSettings) -> StepOutput:
+    return run_engine_step(engine, request, gpu)

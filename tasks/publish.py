@@ -9,19 +9,19 @@ from podforge.config import PublishSettings
 from podforge.publish import chapter_marks, publish_episode
 from podforge.report import render_report
 from podforge.script import Script
-from podforge.steps import StepContext, StepOutput, current_run_attempt, step_task
+from podforge.steps import StepOutput, current_run_attempt, current_step, step_task
 
 
-@step_task("publish", cached=False, retries=1)
-def publish(script: Script, outputs: list[StepOutput], out_dir: str, intro_s: float, settings: PublishSettings):
+@step_task("publish", key=("script.content_sha256",), cached=False, retries=1)
+def publish(script: Script, outputs: list[StepOutput], out_dir: str, settings: PublishSettings, intro_s: float, price_as: str):
     """Always runs (cheap, and the output folder may have changed since the last run)."""
     by_step = {output.record.step: output for output in outputs}
-    step = StepContext("publish", "podforge", {"script": script.content_sha256})
     master, captions, containers = by_step["mix"].result, by_step["captions"].result, by_step["mux"].result
+    picture = by_step["layout"] if "layout" in by_step else by_step["video"]
     manifest = publish_episode(
         script=script,
         records=[output.record for output in outputs],
-        step=step,
+        step=current_step(),
         media={
             "episode.mp4": containers.mp4,
             "episode.mp3": containers.mp3,
@@ -32,11 +32,12 @@ def publish(script: Script, outputs: list[StepOutput], out_dir: str, intro_s: fl
         chapters=chapter_marks(script, by_step["dialogue"].result, intro_s, master.duration_s),
         duration_s=master.duration_s,
         master_loudness=master.loudness,
-        video_notes=by_step["video"].record.notes,
+        video_notes=picture.record.notes,
         out_dir=out_dir,
         settings=settings,
         flow_run_id=str(flow_run.id) if flow_run.id else None,
         attempt=current_run_attempt(),
+        price_as=price_as,
     )
     create_markdown_artifact(markdown=render_report(manifest), key=f"{script.slug}-report"[:60], description=f"Episode report: {script.meta.title}")
     return manifest

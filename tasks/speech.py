@@ -1,4 +1,4 @@
-"""Speech: one task per line, each voice resolved to an engine."""
+"""Speech: one task per line, in the voice the plan cast for its host."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from podforge.engines.base import EngineSpec, SpeechRequest
 from podforge.steps import StepOutput, run_engine_step, step_task
 
 
-@step_task("speak-line", task_run_name="speak-{speaker}")
-def speak_line(text: str, speaker: str, voice: str, engine: EngineSpec, language: str, gpu: GpuSettings) -> StepOutput:
-    """``speaker`` names the task run only: the same words in the same voice are cached once."""
-    return run_engine_step("speech", engine, SpeechRequest(text=text, language=language, voice=voice), gpu)
+@step_task("speech", version="3", key=("text", "voice", "language"), task_run_name="speech-{speaker}")
+def speech(text: str, speaker: str, voice: EngineSpec, language: str, gpu: GpuSettings) -> StepOutput:
+    """``speaker`` names the task run only: the same words in the same voice are made once, whoever says them."""
+    return run_engine_step(voice, SpeechRequest(text=text, language=language), gpu)

@@ -15,8 +15,10 @@ import soundfile
 
 from podforge import envs
 from podforge.engines.base import SpeechRequest
-from podforge.engines.coqui import CoquiEngine, spread_words, voiced_intervals
-from podforge.errors import EngineError
+from podforge.config import load_config
+from podforge.engines.coqui import CoquiEngine, CoquiSettings, spread_words, voiced_intervals
+from podforge.engines.registry import resolve_engine
+from podforge.errors import ConfigError, EngineError
 from tiny_models import make_tiny_vits
 
 RATE = 16_000
@@ -54,44 +56,48 @@ def test_longer_spoken_words_get_more_time() -> None:
     assert words[0].end_s == words[1].start_s
 
 
-def test_a_voice_without_a_model_names_the_voice(tmp_path: Path) -> None:
-    with pytest.raises(EngineError, match="needs `model`") as raised:
-        CoquiEngine({"language": "en"}).run(SpeechRequest(text="Hello.", voice="host-a"), tmp_path)
+def voice_preset(name: str, settings: dict):
+    """The engine as a voice preset resolves it: errors name the preset's settings."""
+    return resolve_engine(load_config(), "coqui", "speech", settings=settings, settings_field=f"voices.{name}.settings")
+
+
+def test_a_voice_without_a_model_names_the_voice() -> None:
+    with pytest.raises(ConfigError, match="needs `model`") as raised:
+        voice_preset("host-a", {"language": "en"})
     assert raised.value.field == "voices.host-a.settings"
 
 
 def test_a_missing_checkpoint_names_the_voice_and_the_setting(tmp_path: Path) -> None:
-    engine = CoquiEngine({"model_path": str(tmp_path / "missing.pth"), "config_path": str(tmp_path / "config.json")})
-    with pytest.raises(EngineError, match="missing.pth does not exist") as raised:
-        engine.run(SpeechRequest(text="Hello.", voice="narrator"), tmp_path)
+    with pytest.raises(ConfigError, match="missing.pth does not exist") as raised:
+        voice_preset("narrator", {"model_path": str(tmp_path / "missing.pth"), "config_path": str(tmp_path / "config.json")})
     assert raised.value.field == "voices.narrator.settings.model_path"
 
 
 def test_a_missing_reference_recording_is_reported_before_the_runner_starts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PODFORGE_HOME", str(tmp_path))
-    engine = CoquiEngine({"model": "tts_models/multilingual/multi-dataset/xtts_v2", "speaker_wav": "voices/me.wav"})
-    with pytest.raises(EngineError, match=r"models/voices/me.wav does not exist") as raised:
-        engine.run(SpeechRequest(text="Hello.", voice="xtts-clone"), tmp_path)
-    assert raised.value.field == "voices.xtts-clone.settings.speaker_wav"
+    with pytest.raises(ConfigError, match=r"models/voices/me.wav does not exist") as raised:
+        voice_preset("xtts-clone", {"model": "tts_models/multilingual/multi-dataset/xtts_v2", "speaker_wav": "voices/me.wav"})
+    assert raised.value.field == "voices.xtts-clone.settings.speaker_wav.0"
 
 
 def test_an_unbuilt_environment_says_how_to_build_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PODFORGE_HOME", str(tmp_path / "fresh-home"))
     engine = CoquiEngine({"model": "tts_models/multilingual/multi-dataset/xtts_v2", "speaker": "Ana Florence"})
     with pytest.raises(EngineError, match="run `podforge envs build coqui`"):
-        engine.run(SpeechRequest(text="Hello.", voice="xtts-ana"), tmp_path)
+        engine.run(SpeechRequest(text="Hello."), tmp_path)
 
 
 def test_text_without_words_is_refused(tmp_path: Path) -> None:
     with pytest.raises(EngineError, match="nothing to say"):
-        CoquiEngine({"model": "tts_models/en/vctk/vits"}).run(SpeechRequest(text=" … ", voice="v"), tmp_path)
+        CoquiEngine({"model": "tts_models/en/vctk/vits"}).run(SpeechRequest(text=" … "), tmp_path)
 
 
-def test_resources_depend_on_the_model_and_device() -> None:
-    xtts = CoquiEngine.resources_for({"model": "tts_models/multilingual/multi-dataset/xtts_v2"})
+def test_resources_depend_on_the_model_and_device(tmp_path: Path) -> None:
+    xtts = CoquiEngine.resources_for(CoquiSettings(model="tts_models/multilingual/multi-dataset/xtts_v2"))
     assert (xtts.device, xtts.vram_gb, xtts.env, xtts.cpu_fallback) == ("cuda", 4.0, "coqui", True)
-    assert CoquiEngine.resources_for({"model_path": "vits/model.pth"}).vram_gb == 1.5
-    assert CoquiEngine.resources_for({"device": "cpu"}).device == "cpu"
+    (tmp_path / "model.pth").write_bytes(b"")
+    assert CoquiEngine.resources_for(CoquiSettings(model_path=tmp_path / "model.pth")).vram_gb == 1.5
+    assert CoquiEngine.resources_for(CoquiSettings(model="tts_models/en/vctk/vits", device="cpu")).device == "cpu"
 
 
 # --- the real environment -------------------------------------------------------------------------------
@@ -108,9 +114,9 @@ def tiny_vits(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def test_a_saved_vits_voice_speaks_longer_for_longer_text(tiny_vits: tuple[Path, Path], tmp_path: Path) -> None:
     model_path, config_path = tiny_vits
     engine = CoquiEngine({"model_path": str(model_path), "config_path": str(config_path), "device": "cpu"})
-    short = engine.run(SpeechRequest(text="Hello there.", voice="vits-tiny"), tmp_path / "short")
+    short = engine.run(SpeechRequest(text="Hello there."), tmp_path / "short")
     text = "Hello there. It costs $1.50 at 3:30 pm, Dr. Lee said. Then we went home and talked for a long while."
-    long = engine.run(SpeechRequest(text=text, voice="vits-tiny"), tmp_path / "long")
+    long = engine.run(SpeechRequest(text=text), tmp_path / "long")
 
     for result in (short, long):
         info = soundfile.info(result.wav)
@@ -133,7 +139,7 @@ def test_missing_xtts_weights_say_where_to_put_them(tiny_vits: tuple[Path, Path]
     monkeypatch.setenv("TTS_HOME", str(tmp_path / "tts"))
     engine = CoquiEngine({"model": "tts_models/multilingual/multi-dataset/xtts_v2", "speaker": "Ana Florence", "device": "cpu"})
     with pytest.raises(EngineError) as raised:
-        engine.run(SpeechRequest(text="Hello.", voice="xtts-ana"), tmp_path / "out")
+        engine.run(SpeechRequest(text="Hello."), tmp_path / "out")
     message = str(raised.value)
     assert "not available offline" in message
     assert "hf download tts-hub/XTTS-v2" in message

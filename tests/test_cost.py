@@ -63,7 +63,7 @@ def test_a_measured_rate_replaces_the_configured_one():
         StepRecord(step="music", engine="musicgen", device="cuda", key="a", gpu=GpuUsage(gpu_seconds=54.0)),
         StepRecord(step="music", engine="musicgen", device="cuda", key="b", gpu=GpuUsage(gpu_seconds=36.0)),
     ]
-    rate = cost.rate_from_records(records, output_minutes=0.5)  # 90 GPU-seconds for 30 s of music
+    rate = cost.rate_from_gpu_seconds((record.gpu.gpu_seconds for record in records), output_minutes=0.5)  # 90 GPU-s for 30 s of music
     assert rate == pytest.approx(3.0)
     measured = cost.estimate(100, 3, "mid-tier", "music", per_minute_gpu_minutes=rate)
     assert measured.gpu_hours.low == pytest.approx(15.0)

@@ -15,7 +15,7 @@ import pytest
 import six
 from typer.testing import CliRunner
 
-from podforge import envs
+from podforge import envs, doctor
 from podforge.errors import EngineError
 from podforge.gpu import list_gpus
 
@@ -185,7 +185,7 @@ def messages(findings, level: str) -> str:
 
 
 def test_doctor_reads_a_probe_without_torch():
-    findings = envs.diagnose_probe(load_probe("isolation_check.json"), has_gpu=False, cuda_driver_version=None)
+    findings = doctor.diagnose_probe(load_probe("isolation_check.json"), has_gpu=False, cuda_driver_version=None)
     assert "Python 3.11.7" in messages(findings, "info")
     assert "torch is not installed" in messages(findings, "info")
     assert not messages(findings, "error")
@@ -193,36 +193,36 @@ def test_doctor_reads_a_probe_without_torch():
 
 def test_doctor_names_a_cpu_only_torch():
     probe = load_probe("torch_cpu_only.json")
-    here = envs.diagnose_probe(probe, has_gpu=False, cuda_driver_version=None)
+    here = doctor.diagnose_probe(probe, has_gpu=False, cuda_driver_version=None)
     assert "CPU-only torch 2.13.0+cpu" in messages(here, "info") and not messages(here, "error")
-    on_a_gpu_machine = envs.diagnose_probe(probe, has_gpu=True, cuda_driver_version="12.4", driver_version="550.54")
+    on_a_gpu_machine = doctor.diagnose_probe(probe, has_gpu=True, cuda_driver_version="12.4", driver_version="550.54")
     assert "CPU-only torch installed" in messages(on_a_gpu_machine, "error")
     assert "torch.version.cuda is None" in messages(on_a_gpu_machine, "error")
     assert "no `np.float`" in messages(on_a_gpu_machine, "info")  # numpy 2.3.5, nothing here needs it
 
 
 def test_doctor_names_a_torchvision_that_does_not_match_torch():
-    findings = envs.diagnose_probe(load_probe("torchvision_mismatch.json"), has_gpu=False, cuda_driver_version=None)
+    findings = doctor.diagnose_probe(load_probe("torchvision_mismatch.json"), has_gpu=False, cuda_driver_version=None)
     error = messages(findings, "error")
     assert "torchvision 0.28.0 does not import with torch 2.13.0+cpu" in error
     assert "torchvision::nms" in error and "same CUDA or CPU variant" in error
 
 
 def test_doctor_names_torch_built_for_a_newer_cuda_than_the_driver():
-    findings = envs.diagnose_probe(load_probe("cuda_driver_too_old.json"), has_gpu=True, cuda_driver_version="12.2", driver_version="535.183")
+    findings = doctor.diagnose_probe(load_probe("cuda_driver_too_old.json"), has_gpu=True, cuda_driver_version="12.2", driver_version="535.183")
     error = messages(findings, "error")
     assert "torch built for another CUDA" in error
     assert "needs CUDA 12.8" in error and "supports CUDA up to 12.2" in error
 
 
 def test_doctor_says_when_cuda_works():
-    findings = envs.diagnose_probe(load_probe("cuda_ok_h100.json"), has_gpu=True, cuda_driver_version="12.8", driver_version="570.86")
+    findings = doctor.diagnose_probe(load_probe("cuda_ok_h100.json"), has_gpu=True, cuda_driver_version="12.8", driver_version="570.86")
     assert "CUDA works: a test operation ran on NVIDIA H100 80GB HBM3" in messages(findings, "ok")
     assert not messages(findings, "error")
 
 
 def test_doctor_names_a_gpu_too_new_for_the_torch_kernels():
-    findings = envs.diagnose_probe(load_probe("no_kernel_image.json"), has_gpu=True, cuda_driver_version="12.8", driver_version="570.86")
+    findings = doctor.diagnose_probe(load_probe("no_kernel_image.json"), has_gpu=True, cuda_driver_version="12.8", driver_version="570.86")
     error = messages(findings, "error")
     assert "a small CUDA operation failed on NVIDIA GeForce RTX 5090" in error
     assert "no kernels for capability 12.0" in error
@@ -230,7 +230,7 @@ def test_doctor_names_a_gpu_too_new_for_the_torch_kernels():
 
 
 def test_doctor_names_functional_tensor_and_np_float_for_basicsr():
-    findings = envs.diagnose_probe(load_probe("sadtalker_new_stack.json"), has_gpu=True, cuda_driver_version="12.4")
+    findings = doctor.diagnose_probe(load_probe("sadtalker_new_stack.json"), has_gpu=True, cuda_driver_version="12.4")
     error = messages(findings, "error")
     assert "`torchvision.transforms.functional_tensor` is missing (torchvision 0.20.1+cu124" in error
     assert "basicsr 1.4.2 imports it" in error
@@ -241,7 +241,7 @@ def test_doctor_on_this_machine_says_plainly_what_is_missing(home):
     if list_gpus():
         pytest.skip("this machine has a GPU")
     envs.build("isolation-check", log=lambda line: None)
-    report = envs.doctor()
+    report = doctor.doctor()
     host = messages(report.host.findings, "warn")
     assert "no NVIDIA GPU" in host and "NVMLError" in host and "cpu_fallback" in host
     by_name = {env.name: env for env in report.envs}
@@ -260,14 +260,14 @@ def test_doctor_on_this_machine_says_plainly_what_is_missing(home):
 
 def test_doctor_checks_the_sadtalker_checkout_and_weights(tmp_path, monkeypatch):
     monkeypatch.delenv("SADTALKER_HOME", raising=False)
-    sadtalker = next(d for d in envs.doctor().envs if d.name == "sadtalker")
-    assert any("SadTalker checkout" in f.message and "SADTALKER_HOME" in f.message and f.level == "warn" for f in sadtalker.findings)
+    sadtalker = next(d for d in doctor.doctor().envs if d.name == "sadtalker")
+    assert any("SadTalker checkout" in f.message and "SADTALKER_HOME" in f.fix and f.level == "warn" for f in sadtalker.findings)
 
     checkout = tmp_path / "SadTalker"
     (checkout / "src" / "config").mkdir(parents=True)
     (checkout / "inference.py").write_text("# a checkout's entry point\n")
     monkeypatch.setenv("SADTALKER_HOME", str(checkout))
-    sadtalker = next(d for d in envs.doctor().envs if d.name == "sadtalker")
-    messages = {f.message.split(":")[0]: f.level for f in sadtalker.findings}
-    assert messages["ok  SadTalker checkout"] == "ok"
-    assert messages["MISSING SadTalker checkpoints"] == "warn"
+    sadtalker = next(d for d in doctor.doctor().envs if d.name == "sadtalker")
+    levels = {f.message.split(":")[0].split(" in ")[0]: f.level for f in sadtalker.findings}
+    assert levels["SadTalker checkout"] == "ok"
+    assert levels["SadTalker checkpoints"] == "warn"

@@ -133,7 +133,7 @@ def _task_states(flow_run_id: str) -> dict[str, list[str]]:
         runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[uuid.UUID(flow_run_id)])), task_run_filter=TaskRunFilter())
     states: dict[str, list[str]] = {}
     for run in runs:
-        states.setdefault(run.name.rsplit("-", 1)[0] if not run.name.startswith("speak-") else "speak-line", []).append(run.state.name)
+        states.setdefault(run.name.rsplit("-", 1)[0], []).append(run.state.name)  # "speech-ALEX", "mix-4a1" ...
     return states
 
 
@@ -186,8 +186,8 @@ def test_a_failed_mux_resumes_without_redoing_upstream_steps(prefect_api, tmp_pa
 
     assert (speech.calls, music.calls, video.calls) == (3, 1, 1), "upstream engines ran again"
     states = _task_states(manifest.flow_run_id)
-    assert states["speak-line"] == ["Cached"] * 3
-    for name in ("music-bed", "dialogue", "mix-master", "captions", "render-video"):
+    assert states["speech"] == ["Cached"] * 3
+    for name in ("music", "dialogue", "mix", "captions", "video"):
         assert states[name] == ["Cached"], (name, states)
     assert states["mux"] == ["Completed"] and states["publish"] == ["Completed"]
     cached = {step.step: step.cached for step in manifest.steps}
@@ -209,3 +209,73 @@ def test_changing_one_line_resynthesises_only_that_line(prefect_api, tmp_path, m
     manifest = episode(script=str(script), out_dir=str(tmp_path / "out"))
     assert speech.calls == 1
     assert [step.cached for step in manifest.steps if step.step == "speech"].count(False) == 1
+
+
+# --- one key per step: what a change re-runs ---------------------------------------------------------------
+
+PORTRAITS = REPO / "configs" / "episodes" / "portraits"
+
+
+def _talking_heads_script(tmp_path: Path, token: str, second_host: str = "SAM") -> Path:
+    script = tmp_path / f"heads-{second_host.lower()}.md"
+    script.write_text(
+        f"---\ntitle: Heads {token}\nslug: heads-{token}\nmusic: calm lo-fi, take {token}\nhosts:\n"
+        f"  ALEX: {{voice: joe, portrait: {PORTRAITS / 'alex.jpg'}}}\n  {second_host}: {{voice: joe-bright, portrait: {PORTRAITS / 'sam.jpg'}}}\n---\n"
+        f"## One\nALEX: Keys follow content, take {token}.\n{second_host}: Names do not.\n"
+    )
+    return script
+
+
+def _reused(manifest) -> dict[str, bool]:
+    """step -> reused from the cache (every record of that step)."""
+    steps: dict[str, bool] = {}
+    for step in manifest.steps:
+        steps[step.step] = steps.get(step.step, True) and step.cached
+    return steps
+
+
+def test_a_host_name_and_the_gpu_price_change_no_media_step_and_a_loudness_target_only_the_mix_onwards(prefect_api, tmp_path):
+    from flows.episode import episode
+
+    out, token = tmp_path / "out", uuid.uuid4().hex[:8]
+    first = episode(script=str(_talking_heads_script(tmp_path, token)), out_dir=str(out))
+    assert {"avatar", "layout"} <= set(_reused(first)) and not any(_reused(first).values())
+
+    renamed = episode(script=str(_talking_heads_script(tmp_path, token, second_host="SAMANTHA")), overrides={"gpu": {"price_as": "a100"}}, out_dir=str(out / "renamed"))
+    reused = _reused(renamed)
+    assert renamed.gpu_priced_as == "a100"
+    assert [step for step, cached in reused.items() if not cached] == ["captions", "publish"], reused
+    srt = (out / "renamed" / renamed.slug / "episode.srt").read_text()
+    assert "SAMANTHA: Names do not." in srt, "the sidecar captions name the host; the picture does not"
+
+    quieter = episode(script=str(_talking_heads_script(tmp_path, token, second_host="SAMANTHA")), overrides={"mix": {"target_lufs": -19.0}}, out_dir=str(out / "quieter"))
+    reused = _reused(quieter)
+    assert {step for step, cached in reused.items() if not cached} == {"mix", "mux", "publish"}, reused
+    assert all(reused[step] for step in ("speech", "music", "dialogue", "captions", "avatar", "layout"))
+    assert abs(measure_loudness(out / "quieter" / quieter.slug / "episode.wav").integrated_lufs - (-19.0)) <= 0.5
+
+
+def test_a_deleted_or_truncated_cached_file_is_made_again_and_the_episode_is_valid(prefect_api, tmp_path):
+    from flows.episode import episode
+    from podforge.caching import artifacts_dir
+
+    script = _episode_script(tmp_path)
+    config = tmp_path / "deterministic.yaml"
+    config.write_text(json.dumps(DETERMINISTIC_VOICES))
+    out = tmp_path / "out"
+    first = episode(script=str(script), config=[str(config)], out_dir=str(out))
+    published = {name: sha256_file(out / first.slug / name) for name in MEDIA}
+
+    first_line = next(step.key for step in first.steps if step.step == "speech")
+    mixed = next(step.key for step in first.steps if step.step == "mix")
+    (artifacts_dir() / "speech" / first_line[:24] / "speech.wav").unlink()
+    master = artifacts_dir() / "mix" / mixed[:24] / "master.wav"
+    master.write_bytes(master.read_bytes()[: master.stat().st_size // 3])  # a truncated intermediate
+
+    again = episode(script=str(script), config=[str(config)], out_dir=str(out))
+    reused = _reused(again)
+    assert not reused["speech"] and not reused["mix"], reused
+    assert [step.cached for step in again.steps if step.step == "speech"].count(False) == 1, "only the damaged line is spoken again"
+    for name in MEDIA:
+        assert sha256_file(out / again.slug / name) == published[name], f"{name}: the remade episode is the same episode"
+    assert abs(probe(out / again.slug / "episode.mp4").duration_s - again.duration_s) < 0.5

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pynvml
 import pytest
@@ -15,6 +15,7 @@ from prefect import flow, task
 
 from podforge import envs, gpu
 from podforge.engines.base import (
+    EngineSettings,
     Engine,
     EngineSpec,
     MusicRequest,
@@ -31,7 +32,8 @@ from podforge.gpu import (
     usage_from_samples,
 )
 from podforge.runner import run_in_env
-from podforge.steps import GpuUsage, run_engine_step
+from podforge.planning import place
+from podforge.steps import GpuUsage, StepContext, run_engine_step, running
 
 NVML_DATA = Path(__file__).parent / "data" / "nvml"
 NO_GPU_HERE = not gpu.list_gpus()
@@ -121,8 +123,8 @@ def test_samples_kept_beside_a_step_read_back_the_same(tmp_path):
 
 
 def cuda_spec(*, cpu_fallback: bool = False) -> EngineSpec:
-    settings = {"cpu_fallback": cpu_fallback}
-    return EngineSpec(name="isolation", impl="test_gpu:IsolationCheckEngine", kind="music", version="1", settings=settings, resources=IsolationCheckEngine.resources_for(settings))
+    settings = IsolationSettings(cpu_fallback=cpu_fallback)
+    return EngineSpec(name="isolation", impl="test_gpu:IsolationCheckEngine", kind="music", version="1", settings=settings.model_dump(), resources=IsolationCheckEngine.resources_for(settings))
 
 
 A_T4 = GpuInfo(index=0, name="Tesla T4", uuid="GPU-0", memory_total_bytes=15_360 * 1024**2, driver_version="550.54")
@@ -130,14 +132,19 @@ A_T4 = GpuInfo(index=0, name="Tesla T4", uuid="GPU-0", memory_total_bytes=15_360
 
 def test_without_a_gpu_a_cuda_engine_fails_clearly_unless_cpu_is_allowed():
     with pytest.raises(EngineError) as caught:
-        gpu.resolve_device(cuda_spec(), GpuSettings(), [])
+        place(cuda_spec(), GpuSettings(), [])
     assert "engine 'isolation' needs a CUDA GPU, but no NVIDIA GPU was found" in caught.value.message
     assert "cpu_fallback: true" in caught.value.message
     for spec, settings in ((cuda_spec(cpu_fallback=True), GpuSettings()), (cuda_spec(), GpuSettings(cpu_fallback=True))):
-        on_cpu = gpu.resolve_device(spec, settings, [])
+        on_cpu = place(spec, settings, [])
         assert on_cpu.resources.device == "cpu" and on_cpu.resources.vram_gb == 0 and on_cpu.settings["device"] == "cpu"
-    assert gpu.resolve_device(cuda_spec(), GpuSettings(), [A_T4]) == cuda_spec()
+    assert place(cuda_spec(), GpuSettings(), [A_T4]) == cuda_spec()
     assert A_T4.vram_gb == 15
+
+
+class IsolationSettings(EngineSettings):
+    device: Literal["cuda", "cpu"] = "cuda"
+    cpu_fallback: bool = False
 
 
 class IsolationCheckEngine(Engine[MusicRequest, MusicResult]):
@@ -147,13 +154,15 @@ class IsolationCheckEngine(Engine[MusicRequest, MusicResult]):
     kind = "music"
     Request = MusicRequest
     Result = MusicResult
+    Settings = IsolationSettings
+    settings: IsolationSettings
 
     @classmethod
-    def resources_for(cls, settings: dict[str, Any]) -> Resources:
-        return Resources(device=settings.get("device", "cuda"), vram_gb=2, env="isolation-check", cpu_fallback=settings.get("cpu_fallback", False))
+    def resources_for(cls, settings: IsolationSettings) -> Resources:
+        return Resources(device=settings.device, vram_gb=2, env="isolation-check", cpu_fallback=settings.cpu_fallback)
 
     def run(self, request: MusicRequest, workdir: Path) -> MusicResult:
-        response = run_in_env("isolation-check", self.name, self.settings, request.model_dump(), workdir)
+        response = run_in_env("isolation-check", self.name, self.settings.model_dump(), request.model_dump(), workdir)
         wav = workdir / "silence.wav"
         soundfile.write(wav, [0.0] * 4800, 48000)
         return MusicResult(wav=wav, duration_s=0.1, description=f"six {response.result['six']}, device setting {response.result['settings'].get('device')}")
@@ -164,12 +173,13 @@ def test_a_cuda_engine_falls_back_to_the_cpu_only_where_allowed():
     envs.build("isolation-check", log=lambda line: None)
     request = MusicRequest(prompt="isolation")
     with pytest.raises(EngineError, match="no NVIDIA GPU was found"):
-        gpu.resolve_device(cuda_spec(), GpuSettings(), gpu.list_gpus())
+        place(cuda_spec(), GpuSettings(), gpu.list_gpus())
     settings = GpuSettings(cpu_fallback=True)
-    output = run_engine_step("music", gpu.resolve_device(cuda_spec(), settings, gpu.list_gpus()), request, settings)
+    with running(StepContext("music", "fallback-test")):
+        output = run_engine_step(place(cuda_spec(), settings, gpu.list_gpus()), request, settings)
     assert output.result.description == "six 1.15.0, device setting cpu"  # the runner was told to use the CPU
     assert output.record.device == "cpu"
-    assert output.record.gpu == GpuUsage()  # GPU-seconds 0 and cost 0 on this machine
+    assert output.record.gpu == GpuUsage()  # no GPU-seconds on this machine
 
 
 # --- scheduling on a real Prefect API -------------------------------------------------------------------
@@ -244,15 +254,16 @@ def test_a_cuda_step_holds_slots_and_the_guard_catches_a_runner_on_the_cpu(prefe
     gpu.ensure_gpu_limits([A_T4.model_copy(update={"index": 2})])
     spec = cuda_spec()
     workdir = envs.podforge_home() / "guard-test"
-    with gpu.gpu_step(spec, GpuSettings(gpu_index=2, guard="warn")) as step:
+    step_of = {"engine": spec.name, "device": spec.resources.device, "vram_gb": spec.resources.vram_gb}
+    with gpu.gpu_step(**step_of, settings=GpuSettings(gpu_index=2, guard="warn")) as step:
         run_in_env("isolation-check", "iso", {"mode": "versions"}, {}, workdir)  # it reports device "cpu"
     assert step.runner_env() == {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": "2"}
     assert step.reported_device == "cpu"
     assert step.usage.flagged == "asked for CUDA but the runner reported that it ran on 'cpu'"
-    failing = gpu.gpu_step(spec, GpuSettings(gpu_index=2, guard="fail"))
+    failing = gpu.gpu_step(**step_of, settings=GpuSettings(gpu_index=2, guard="fail"))
     with pytest.raises(EngineError, match="engine 'isolation' asked for CUDA but the runner reported"), failing:
         run_in_env("isolation-check", "iso", {"mode": "versions"}, {}, workdir)
-    with gpu.gpu_step(spec, GpuSettings(gpu_index=2, guard="off")) as quiet:
+    with gpu.gpu_step(**step_of, settings=GpuSettings(gpu_index=2, guard="off")) as quiet:
         run_in_env("isolation-check", "iso", {"mode": "versions"}, {}, workdir)
     assert quiet.usage.flagged is None
 

@@ -30,7 +30,7 @@ def test_bed_is_ducked_under_speech_and_master_is_normalised(tmp_path, speech_le
     bed_wav = write_wav(tmp_path / "bed.wav", np.stack([bed, bed], axis=1).astype(np.float32), RATE)
     mix = MixSettings(intro_s=3.0, outro_s=3.0)
 
-    master = mix_and_master(dialogue_wav, 6.0, bed_wav, mix, tmp_path)
+    master = mix_and_master(dialogue_wav, 6.0, bed_wav, mix.levels(), mix.timing(), tmp_path)
 
     assert abs(master.duration_s - 12.0) < 1e-6
     assert abs(probe(master.wav).duration_s - 12.0) < 0.05

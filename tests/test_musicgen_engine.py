@@ -15,7 +15,7 @@ import soundfile
 from podforge import envs
 from podforge.engines.base import MusicRequest, MusicResult
 from podforge.engines.musicgen import MusicGenEngine, make_loop
-from podforge.errors import EngineError
+from podforge.errors import ConfigError, EngineError
 from tiny_models import make_tiny_musicgen
 
 MODEL_RATE = 32_000
@@ -85,10 +85,9 @@ def test_weights_missing_from_the_cache_say_where_to_put_them(tiny_musicgen: Pat
 
 
 def test_a_missing_model_folder_is_a_clear_error(tmp_path: Path) -> None:
-    engine = MusicGenEngine({"model": str(tmp_path / "nothing-here")})
-    with pytest.raises(EngineError, match="not a saved MusicGen model") as raised:
-        engine.run(MusicRequest(prompt="x", duration_s=1.0), tmp_path)
-    assert raised.value.field == "engines.musicgen.settings.model"
+    with pytest.raises(ConfigError, match="not a saved MusicGen model") as raised:
+        MusicGenEngine({"model": str(tmp_path / "nothing-here")})
+    assert raised.value.field == "engines.musicgen.settings"
 
 
 def test_an_unbuilt_environment_says_how_to_build_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

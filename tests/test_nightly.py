@@ -62,14 +62,14 @@ def test_nightly_publishes_good_scripts_and_reports_the_bad_one(prefect_api, inb
     assert_subflows_of_one_parent([row.flow_run_id for row in rows if row.flow_run_id])
     broken = by_script["c-broken.md"]
     assert broken.status == "failed"
-    assert broken.failed_step == "parse-script"
+    assert broken.failed_step == "parse"
     assert "c-broken.md" in broken.error and "front matter" in broken.error
 
     summary = read_summary()
     assert [(r["script"], r["status"], r["failed_step"]) for r in summary] == [
         ("a-first.md", "published", ""),
         ("b-second.txt", "published", ""),
-        ("c-broken.md", "failed", "parse-script"),
+        ("c-broken.md", "failed", "parse"),
     ]
 
     # the next night: published scripts are skipped by content hash, the broken one is tried again

@@ -16,13 +16,13 @@ import pytest
 import soundfile
 from PIL import Image
 
-from podforge.engines.avatar_contract import AvatarRequest, SpeakerAlignment, SpeakerTurn, alignment_for, turns_from_lines
-from podforge.engines.base import PhonemeTiming, SpeechRequest
+from podforge.engines.base import AvatarRequest, SpeechRequest
 from podforge.engines.portrait import PortraitEngine, frame_average, viseme_targets
 from podforge.config import load_config
 from podforge.engines.registry import resolve_engine
 from podforge.errors import EngineError, ScriptError
 from podforge.media.ffmpeg import probe, run_ffmpeg
+from podforge.timing import PhonemeTiming, SpeakerAlignment, SpeakerTurn, TimedLine, alignment_for, turns_from_lines
 from podforge.media.layout import HIGHLIGHT_RGB, RawVideoWriter, compose_layout, frame_count, host_video_size, tile_rectangles
 from podforge.media.portraits import MAX_WORKING_SIDE, detect_face, load_portrait
 
@@ -53,7 +53,7 @@ def speech(tmp_path_factory):
     from podforge.engines.piper import PiperEngine
 
     workdir = tmp_path_factory.mktemp("speech")
-    return PiperEngine({}).run(SpeechRequest(text=SPEECH_TEXT, voice="joe"), workdir)
+    return PiperEngine().run(SpeechRequest(text=SPEECH_TEXT), workdir)
 
 
 def decode(path: Path) -> list[np.ndarray]:
@@ -341,36 +341,38 @@ def test_other_hosts_lines_keep_the_mouth_still(astronaut, speech, tmp_path):
 # --- two hosts: the layout -----------------------------------------------------------------------------
 
 
-class Line:
-    def __init__(self, speaker: str, start_s: float, end_s: float):
-        self.speaker, self.start_s, self.end_s, self.phonemes = speaker, start_s, end_s, []
+ALEX, SAM = 0, 1  # the hosts' positions in the cast
 
 
-LINES = [Line("ALEX", 0.3, 1.5), Line("SAM", 1.9, 2.9), Line("SAM", 3.1, 3.4), Line("ALEX", 3.62, 4.2)]
+def line(host: int, start_s: float, end_s: float) -> TimedLine:
+    return TimedLine(index=0, host=host, text="", chapter=0, start_s=start_s, end_s=end_s)
+
+
+LINES = [line(ALEX, 0.3, 1.5), line(SAM, 1.9, 2.9), line(SAM, 3.1, 3.4), line(ALEX, 3.62, 4.2)]
 DURATION = 4.8
 
 
 def test_turns_change_at_the_start_of_another_hosts_line():
     turns = turns_from_lines(LINES, DURATION)
-    assert [(t.speaker, t.start_s, t.end_s) for t in turns] == [("ALEX", 0.0, 1.9), ("SAM", 1.9, 3.62), ("ALEX", 3.62, DURATION)]
-    assert alignment_for("SAM", LINES).intervals == [(1.9, 2.9), (3.1, 3.4)]
+    assert [(t.host, t.start_s, t.end_s) for t in turns] == [(ALEX, 0.0, 1.9), (SAM, 1.9, 3.62), (ALEX, 3.62, DURATION)]
+    assert alignment_for(SAM, LINES).intervals == [(1.9, 2.9), (3.1, 3.4)]
 
 
 @pytest.fixture(scope="module")
 def host_videos(astronaut, tinted_astronaut, speech, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("hosts")
     side = host_video_size("side_by_side", 2, 640, 360)
-    videos = {}
-    for speaker, portrait in (("ALEX", astronaut), ("SAM", tinted_astronaut)):
-        intervals = [(line.start_s, line.end_s) for line in LINES if line.speaker == speaker]
+    videos = []
+    for host, (speaker, portrait) in enumerate((("ALEX", astronaut), ("SAM", tinted_astronaut))):
+        intervals = [(line.start_s, line.end_s) for line in LINES if line.host == host]
         result = render(portrait, speech.wav, DURATION, workdir / speaker, intervals=intervals, size=side, speaker=speaker)
-        videos[speaker] = result.video
+        videos.append(result.video)
     return videos
 
 
-def boundary_frames(turns: list[SpeakerTurn], fps: int) -> list[tuple[int, str, str]]:
-    """(first frame of a turn, speaker before, speaker after) for every switch."""
-    return [(math.floor(round(b.start_s * fps, 6)), a.speaker, b.speaker) for a, b in zip(turns, turns[1:])]
+def boundary_frames(turns: list[SpeakerTurn], fps: int) -> list[tuple[int, int, int]]:
+    """(first frame of a turn, host before, host after) for every switch."""
+    return [(math.floor(round(b.start_s * fps, 6)), a.host, b.host) for a, b in zip(turns, turns[1:])]
 
 
 def test_side_by_side_highlights_the_speaker_from_the_frame_their_line_starts(host_videos, tmp_path):
@@ -379,9 +381,9 @@ def test_side_by_side_highlights_the_speaker_from_the_frame_their_line_starts(ho
     written = compose_layout(host_videos, turns, out, duration_s=DURATION, width=640, height=360, mode="side_by_side")
     frames = decode(out)
     assert len(frames) == written == frame_count(DURATION, 25)
-    tiles = dict(zip(host_videos, tile_rectangles(2, 640, 360)))
+    tiles = dict(enumerate(tile_rectangles(2, 640, 360)))
 
-    def highlighted(frame: np.ndarray) -> str:
+    def highlighted(frame: np.ndarray) -> int:
         lit = []
         for speaker, (x, y, w, h) in tiles.items():
             top_edge = frame[y + 1 : y + 3, x + 10 : x + w - 10].reshape(-1, 3).astype(float).mean(axis=0)
@@ -390,7 +392,7 @@ def test_side_by_side_highlights_the_speaker_from_the_frame_their_line_starts(ho
         assert len(lit) == 1, f"exactly one tile must be highlighted, got {lit}"
         return lit[0]
 
-    def brightness(frame: np.ndarray, speaker: str) -> float:
+    def brightness(frame: np.ndarray, speaker: int) -> float:
         x, y, w, h = tiles[speaker]
         return float(frame[y + 20 : y + h - 20, x + 20 : x + w - 20].mean())
 
@@ -409,9 +411,9 @@ def test_cut_layout_shows_the_speaker_from_the_frame_their_line_starts(host_vide
     out = tmp_path / "cut.mp4"
     compose_layout(host_videos, turns, out, duration_s=DURATION, width=320, height=320, mode="cut")
     frames = decode(out)
-    sources = {speaker: decode(path) for speaker, path in host_videos.items()}
+    sources = {host: decode(path) for host, path in enumerate(host_videos)}
 
-    def shown(index: int) -> str:
+    def shown(index: int) -> int:
         frame = frames[index].astype(float)
         # Host videos are square and smaller here, so compare on a common small size.
         distances = {}
@@ -425,23 +427,23 @@ def test_cut_layout_shows_the_speaker_from_the_frame_their_line_starts(host_vide
     for first, before, after in boundary_frames(turns, 25):
         assert shown(first - 1) == before
         assert shown(first) == after
-    assert shown(0) == "ALEX" and shown(len(frames) - 1) == "ALEX"
+    assert shown(0) == ALEX and shown(len(frames) - 1) == ALEX
 
 
 def test_a_host_video_shorter_than_the_episode_holds_its_last_frame(host_videos, tmp_path):
     short = tmp_path / "short.mp4"
-    run_ffmpeg(["-y", "-i", str(host_videos["SAM"]), "-frames:v", "10", "-c:v", "libx264", str(short)], what="cutting a host video short")
-    turns = [SpeakerTurn(speaker="SAM", start_s=0.0, end_s=2.0)]
+    run_ffmpeg(["-y", "-i", str(host_videos[SAM]), "-frames:v", "10", "-c:v", "libx264", str(short)], what="cutting a host video short")
+    turns = [SpeakerTurn(host=0, start_s=0.0, end_s=2.0)]
     out = tmp_path / "held.mp4"
-    compose_layout({"SAM": short}, turns, out, duration_s=2.0, width=256, height=256, mode="cut")
+    compose_layout([short], turns, out, duration_s=2.0, width=256, height=256, mode="cut")
     frames = decode(out)
     assert len(frames) == 50
     assert np.abs(frames[-1].astype(float) - frames[12].astype(float)).mean() < 1.0
 
 
 def test_the_layout_refuses_a_turn_without_a_video(host_videos, tmp_path):
-    with pytest.raises(EngineError, match="no video for host.*JO"):
-        compose_layout(host_videos, [SpeakerTurn(speaker="JO", start_s=0, end_s=1)], tmp_path / "x.mp4", duration_s=1.0)
+    with pytest.raises(EngineError, match="no video for host.* 3 in the layout"):
+        compose_layout(host_videos, [SpeakerTurn(host=2, start_s=0, end_s=1)], tmp_path / "x.mp4", duration_s=1.0)
 
 
 def test_a_failing_encoder_leaves_no_file(tmp_path):

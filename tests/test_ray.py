@@ -53,7 +53,8 @@ def test_per_task_resources_route_a_step_to_a_ray_worker(prefect_api, local_ray)
 
     from podforge.config import load_config
     from podforge.engines.registry import resolve_engine
-    from tasks.music import make_music_bed
+    from podforge.engines.base import MusicRequest
+    from tasks.music import music
 
     config = load_config()
     spec = resolve_engine(config, config.use.music, "music")
@@ -63,7 +64,7 @@ def test_per_task_resources_route_a_step_to_a_ray_worker(prefect_api, local_ray)
     def bed_on_a_gpu_slot():
         # On a GPU cluster this would read `remote_options(num_gpus=1)`.
         with remote_options(num_cpus=1, resources={GPU_SLOT: 1}):
-            return make_music_bed.submit("calm lofi, 80 bpm", 2, 11, spec, config.gpu).result()
+            return music.submit(request=MusicRequest(prompt="calm lofi, 80 bpm", bars=2, seed=11), engine=spec, gpu=config.gpu).result()
 
     bed = bed_on_a_gpu_slot()
     assert bed.result.wav.stat().st_size > 0

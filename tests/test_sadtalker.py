@@ -18,19 +18,20 @@ import pytest
 import soundfile
 from PIL import Image
 
-from podforge.engines.avatar_contract import AvatarRequest, SpeakerAlignment
+from podforge.engines.base import AvatarRequest
 from podforge.engines.sadtalker import (
     SadTalkerEngine,
-    doctor_checks,
+    SadTalkerSettings,
     join_chunks,
     plan_chunks,
     silences_between,
     silences_in,
     write_chunk_audio,
 )
-from podforge.errors import EngineError
+from podforge.errors import ConfigError, EngineError
 from podforge.media.ffmpeg import probe, run_ffmpeg
 from podforge.media.layout import RawVideoWriter
+from podforge.timing import SpeakerAlignment
 
 REPO = Path(__file__).resolve().parent.parent
 SADTALKER_OPTIONS = {
@@ -167,11 +168,10 @@ def test_an_incomplete_checkout_lists_every_missing_file(no_sadtalker_home, tmp_
     (home / "inference.py").write_text("")
     (home / "checkpoints").mkdir()
     (home / "checkpoints" / "SadTalker_V0.0.2_256.safetensors").write_bytes(b"")
-    checks = {check.name: check for check in doctor_checks({"home": str(home), "enhancer": "gfpgan"})}
-    assert checks["SadTalker checkout"].ok
-    assert not checks["SadTalker checkpoints"].ok and "mapping_00109-model.pth.tar" in checks["SadTalker checkpoints"].detail
-    weights = checks["face detector, landmark and enhancer weights"]
-    assert not weights.ok and all(name in weights.detail for name in ("alignment_WFLW_4HG.pth", "GFPGANv1.4.pth", "parsing_parsenet.pth"))
+    checkout, checkpoints, weights = SadTalkerEngine.doctor_checks(SadTalkerSettings(home=home, enhancer="gfpgan"))
+    assert checkout.level == "ok"
+    assert checkpoints.level == "warn" and "mapping_00109-model.pth.tar" in checkpoints.message and "download_models.sh" in checkpoints.fix
+    assert weights.level == "warn" and all(name in weights.message for name in ("alignment_WFLW_4HG.pth", "GFPGANv1.4.pth", "parsing_parsenet.pth"))
     with pytest.raises(EngineError, match="mapping_00109-model.pth.tar"):
         SadTalkerEngine({"home": str(home)}).run(AvatarRequest(speaker="A", portrait=home / "x.png", audio=home / "a.wav", duration_s=1), tmp_path)
 
@@ -187,20 +187,20 @@ def test_a_complete_setup_passes_every_check(monkeypatch, tmp_path):
     for name in ("alignment_WFLW_4HG.pth", "detection_Resnet50_Final.pth"):
         (home / "gfpgan" / "weights" / name).write_bytes(b"")
     monkeypatch.setenv("SADTALKER_HOME", str(home))
-    checks = doctor_checks({"size": 512, "preprocess": "crop"})
-    assert all(check.ok for check in checks), [check.line() for check in checks]
+    checks = SadTalkerEngine.doctor_checks(SadTalkerSettings(size=512, preprocess="crop"))
+    assert all(check.level == "ok" for check in checks), [check.message for check in checks]
 
 
 def test_bad_settings_name_the_field():
-    with pytest.raises(EngineError) as caught:
+    with pytest.raises(ConfigError) as caught:
         SadTalkerEngine({"size": 384})
     assert caught.value.field == "engines.sadtalker.settings.size"
 
 
 def test_resources_ask_for_the_gpu_in_the_sadtalker_environment():
-    resources = SadTalkerEngine.resources_for({"size": 512, "enhancer": "gfpgan"})
+    resources = SadTalkerEngine.resources_for(SadTalkerSettings(size=512, enhancer="gfpgan"))
     assert (resources.device, resources.env, resources.vram_gb) == ("cuda", "sadtalker", 7.0)
-    assert SadTalkerEngine.resources_for({"device": "cpu"}).device == "cpu"
+    assert SadTalkerEngine.resources_for(SadTalkerSettings(device="cpu")).device == "cpu"
 
 
 # --- chunks --------------------------------------------------------------------------------------------

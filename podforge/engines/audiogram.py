@@ -19,7 +19,9 @@ from pathlib import Path
 import av
 import ffmpeg
 
-from podforge.engines.base import Engine, VideoRequest, VideoResult
+from pydantic import Field
+
+from podforge.engines.base import Engine, EngineSettings, VideoRequest, VideoResult
 from podforge.errors import EngineError
 from podforge.io import atomic_path
 from podforge.media.cards import card_layout, palette_for, render_background
@@ -33,6 +35,10 @@ MAX_ENCODER_THREADS = 8
 """x264 gains little from more frame threads at 720p/1080p, and episodes may render side by side."""
 
 
+class AudiogramSettings(EngineSettings):
+    threads: int | None = Field(default=None, ge=1, le=64, description="encoder threads; default: the usable cores, at most 8")
+
+
 class AudiogramEngine(Engine[VideoRequest, VideoResult]):
     """Settings: ``threads`` (encoder threads; default: the usable CPUs, at most 8)."""
 
@@ -41,6 +47,8 @@ class AudiogramEngine(Engine[VideoRequest, VideoResult]):
     version = "1"
     Request = VideoRequest
     Result = VideoResult
+    Settings = AudiogramSettings
+    settings: AudiogramSettings
 
     def run(self, request: VideoRequest, workdir: Path) -> VideoResult:
         check_request(request)
@@ -61,7 +69,7 @@ class AudiogramEngine(Engine[VideoRequest, VideoResult]):
     def render(self, request: VideoRequest, card: Path, video: Path, encoder: str, options: dict[str, str]) -> None:
         frames = frame_count(request)
         picture = audiogram_graph(request, card)
-        threads = int(self.settings.get("threads") or min(MAX_ENCODER_THREADS, usable_cpus()))
+        threads = self.settings.threads or min(MAX_ENCODER_THREADS, usable_cpus())
         arguments: dict[str, object] = {
             "an": None,
             "c:v": encoder,

@@ -1,20 +1,25 @@
 """The engine contract every engine implements, like a ComfyUI node or a diffusers pipeline.
 
-An engine declares its ``name``, its ``kind`` (what step it serves), the ``resources`` it needs
-(device, VRAM, isolated environment) and typed ``Request``/``Result`` models. ``run`` takes a request
-and a working directory and returns a result whose paths point into that directory.
+An engine declares its ``name``, its ``kind`` (which step it serves), typed ``Settings`` (what the config
+may set for it), the ``resources`` it needs with those settings (device, VRAM, isolated environment) and
+the ``Request``/``Result`` of its kind. ``run`` takes a request and a working directory and returns a
+result whose paths point into that directory.
 
-Adding an engine is one module that subclasses :class:`Engine` plus one entry under ``engines:`` in
-``configs/default.yaml``; nothing in ``flows/`` or ``tasks/`` changes.
+The kinds and their request/result types are declared once, in :data:`KINDS`; the registry checks an
+engine against them when it resolves it. Adding an engine is one module that subclasses :class:`Engine`
+plus one entry under ``engines:`` in ``configs/default.yaml``; nothing in ``flows/`` or ``tasks/`` changes.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, Literal, NamedTuple, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from podforge.errors import ConfigError
+from podforge.timing import Alignment, SpeakerAlignment
 
 EngineKind = Literal["speech", "music", "video", "avatar"]
 Device = Literal["cpu", "cuda"]
@@ -31,8 +36,20 @@ class Resources(BaseModel):
     cpu_fallback: bool = Field(default=False, description="may run on the CPU when no GPU is present")
 
 
+class EngineSettings(BaseModel):
+    """Base of every engine's ``Settings``: unknown keys are errors, so a typo in the config is caught."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 class EngineSpec(BaseModel):
-    """A resolved engine: everything that identifies its output (part of every cache key)."""
+    """A resolved engine: everything that identifies its output (part of every cache key).
+
+    ``settings`` is the engine's validated ``Settings``, defaults filled in, as JSON-able data: what the
+    runner of an isolated engine receives. ``files`` repeats the settings that name files or folders
+    (models, reference recordings) as paths, so the cache key hashes them by content, and ``env_hash``
+    identifies the isolated environment's pins.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -41,32 +58,22 @@ class EngineSpec(BaseModel):
     kind: EngineKind
     version: str
     settings: dict[str, Any] = Field(default_factory=dict)
+    files: dict[str, Path | list[Path]] = Field(default_factory=dict)
+    env_hash: str | None = None
     resources: Resources = Field(default_factory=Resources)
+
+    def __cache_content__(self) -> dict[str, Any]:
+        """What makes this engine's output: not its resources (a placement decided per machine)."""
+        return {"impl": self.impl, "version": self.version, "settings": self.settings, "files": self.files, "env": self.env_hash}
+
+
+# --- the kinds: one request and one result type each -------------------------------------------------
 
 
 class SpeechRequest(BaseModel):
     text: str
     language: str = "en"
-    voice: str = Field(description="voice preset name, for logs; the settings carry what matters")
-
-
-class WordTiming(BaseModel):
-    text: str
-    start_s: float
-    end_s: float
-
-
-class PhonemeTiming(BaseModel):
-    phoneme: str
-    start_s: float
-    end_s: float
-
-
-class Alignment(BaseModel):
-    """What was said when, relative to the clip start: words for captions, phonemes for lips."""
-
-    words: list[WordTiming] = Field(default_factory=list)
-    phonemes: list[PhonemeTiming] = Field(default_factory=list)
+    take: int = Field(default=0, ge=0, description="0: the engine's default; n > 0: the n-th retake (new noise or seed)")
 
 
 class SpeechResult(BaseModel):
@@ -114,12 +121,71 @@ class VideoResult(BaseModel):
     frames: int
 
 
+class AvatarRequest(BaseModel):
+    """One host's talking head over the whole episode, on the episode timeline.
+
+    ``audio`` may be the host's own track or the whole dialogue track: ``alignment.intervals`` says when
+    this host speaks, and an engine keeps the mouth still outside them. ``audio_offset_s`` is where the
+    audio's first sample sits on the episode timeline (the dialogue track starts after the intro).
+    """
+
+    speaker: str = Field(description="the host's name, for messages only")
+    portrait: Path
+    audio: Path
+    audio_offset_s: float = Field(default=0.0, ge=0, description="where the audio starts on the episode timeline")
+    alignment: SpeakerAlignment = Field(default_factory=SpeakerAlignment)
+    duration_s: float = Field(gt=0, description="length of the video: the whole episode")
+    width: int = Field(default=512, ge=64, le=3840)
+    height: int = Field(default=512, ge=64, le=2160)
+    fps: int = Field(default=25, ge=1, le=60)
+    encoder: str = "libx264"
+    encoder_options: dict[str, str] = Field(default_factory=dict)
+    seed: int = Field(default=0, description="blinks and head motion are random but repeatable")
+
+
+class AvatarResult(BaseModel):
+    video: Path = Field(description="video-only MP4 (H.264) of this host, the whole episode long")
+    frames: int
+    encoder: str
+    notes: dict[str, str] = Field(default_factory=dict, description="what the engine decided (downscaled portrait, chunks…)")
+
+
+class KindTypes(NamedTuple):
+    request: type[BaseModel]
+    result: type[BaseModel]
+
+
+KINDS: dict[str, KindTypes] = {
+    "speech": KindTypes(SpeechRequest, SpeechResult),
+    "music": KindTypes(MusicRequest, MusicResult),
+    "video": KindTypes(VideoRequest, VideoResult),
+    "avatar": KindTypes(AvatarRequest, AvatarResult),
+}
+"""Every engine kind, with the request it takes and the result it gives (subclasses may add fields)."""
+
+
+# --- the engine --------------------------------------------------------------------------------------
+
 RequestT = TypeVar("RequestT", bound=BaseModel)
 ResultT = TypeVar("ResultT", bound=BaseModel)
 
 
+class DoctorFinding(BaseModel):
+    """One line of ``podforge envs doctor``: what was checked, how it went, and what to do about it."""
+
+    level: Literal["ok", "info", "warn", "error"]
+    message: str
+    fix: str = ""
+
+    def line(self) -> str:
+        return f"{self.message} → {self.fix}" if self.fix else self.message
+
+
 class Engine(ABC, Generic[RequestT, ResultT]):
-    """Base class of all engines. Subclasses set the class attributes and implement :meth:`run`."""
+    """Base of all engines. Subclasses set the class attributes and implement :meth:`run`.
+
+    ``self.settings`` is an instance of the engine's ``Settings`` (subclasses annotate it with their own type).
+    """
 
     name: ClassVar[str]
     kind: ClassVar[EngineKind]
@@ -127,15 +193,45 @@ class Engine(ABC, Generic[RequestT, ResultT]):
     """Bump when the same request starts producing different output (invalidates caches)."""
     Request: ClassVar[type[BaseModel]]
     Result: ClassVar[type[BaseModel]]
+    Settings: ClassVar[type[EngineSettings]] = EngineSettings
 
-    def __init__(self, settings: dict[str, Any] | None = None):
-        self.settings = dict(settings or {})
+    def __init__(self, settings: EngineSettings | dict[str, Any] | None = None):
+        self.settings = settings if isinstance(settings, self.Settings) else validate_settings(type(self), dict(settings or {}), f"engines.{self.name}.settings")
 
     @classmethod
-    def resources_for(cls, settings: dict[str, Any]) -> Resources:
+    def resources_for(cls, settings: Any) -> Resources:
         """Resources needed with these settings (a GPU engine may say ``cpu`` when asked to)."""
         return Resources()
+
+    @classmethod
+    def doctor_checks(cls, settings: Any) -> list[DoctorFinding]:
+        """What ``podforge envs doctor`` should check for this engine beyond its environment (weights…)."""
+        return []
 
     @abstractmethod
     def run(self, request: RequestT, workdir: Path) -> ResultT:
         """Produce the result for ``request``, writing files only inside ``workdir``."""
+
+
+def validate_settings(cls: type[Engine], settings: dict[str, Any], field: str) -> EngineSettings:
+    """``settings`` as ``cls.Settings``; a bad value is a ConfigError naming ``field`` and the setting."""
+    try:
+        return cls.Settings.model_validate(settings)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in (field, *error["loc"]))
+        message = f"unknown setting for engine {cls.name!r}" if error["type"] == "extra_forbidden" else error["msg"].removeprefix("Value error, ")
+        raise ConfigError(message, field=where) from None
+
+
+def _absolute(path: Path) -> Path:
+    from podforge.config import models_dir
+
+    path = path.expanduser()
+    return path if path.is_absolute() else models_dir() / path
+
+
+ModelPath = Annotated[Path, AfterValidator(_absolute)]
+"""A model file or folder in engine settings: relative paths are read under ``$PODFORGE_HOME/models``.
+
+Being a :class:`~pathlib.Path`, it enters cache keys by content, so a model replaced in place is noticed."""

@@ -22,16 +22,18 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Literal
 
 import numpy as np
 import soundfile
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from podforge.config import models_dir
-from podforge.engines.base import Alignment, Engine, Resources, SpeechRequest, SpeechResult, WordTiming
+from podforge.engines.base import Engine, EngineSettings, ModelPath, Resources, SpeechRequest, SpeechResult
 from podforge.errors import EngineError
 from podforge.runner import run_in_env
 from podforge.textnorm import normalize_text, split_sentences
+from podforge.timing import Alignment, WordTiming
 
 ENV = "coqui"
 SENTENCE_PAUSE_S = 0.2
@@ -40,12 +42,45 @@ VOICED_WITHIN_DB = 35.0
 XTTS_VRAM_GB = 4.0
 """XTTS-v2 inference peaks near 4 GB in fp16; the small single-speaker models need far less."""
 SMALL_MODEL_VRAM_GB = 1.5
-PATH_SETTINGS = ("model_path", "config_path")
 
 
-def resolve_setting_path(value: str) -> Path:
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else models_dir() / path
+def _existing(path: Path) -> Path:
+    if not path.exists():
+        raise ValueError(f"{path} does not exist (relative paths are read under {models_dir()})")
+    return path
+
+
+ExistingModelPath = Annotated[ModelPath, AfterValidator(_existing)]
+
+
+class CoquiSettings(EngineSettings):
+    model: str | None = Field(default=None, description="a Coqui model name, e.g. tts_models/multilingual/multi-dataset/xtts_v2")
+    model_path: ExistingModelPath | None = Field(default=None, description="a local checkpoint (for XTTS, the model folder)")
+    config_path: ExistingModelPath | None = Field(default=None, description="its config.json (default: beside model_path)")
+    speaker: str | None = Field(default=None, description="a built-in speaker of a multi-speaker model")
+    speaker_wav: list[ExistingModelPath] | None = Field(default=None, description="reference recording(s) for XTTS cloning")
+    language: str | None = Field(default=None, description="default: the script's")
+    device: Literal["cuda", "cpu"] = "cuda"
+    fp16: bool = Field(default=True, description="autocast on CUDA")
+    normalize: bool = Field(default=True, description="read numbers, currencies and symbols out before synthesis")
+    max_chunk_chars: int = Field(default=250, ge=20, description="XTTS's limit for English is 250")
+    vram_gb: float | None = Field(default=None, ge=0)
+    timeout_s: float = Field(default=3600.0, gt=0)
+
+    @field_validator("speaker_wav", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        return [value] if isinstance(value, (str, Path)) else value
+
+    @model_validator(mode="after")
+    def _a_model(self) -> CoquiSettings:
+        if not self.model and not self.model_path:
+            raise ValueError("a Coqui voice needs `model` (a Coqui model name) or `model_path` and `config_path`")
+        return self
+
+    @property
+    def is_xtts(self) -> bool:
+        return "xtts" in str(self.model or "").lower() or "xtts" in str(self.model_path or "").lower()
 
 
 class CoquiEngine(Engine[SpeechRequest, SpeechResult]):
@@ -54,52 +89,33 @@ class CoquiEngine(Engine[SpeechRequest, SpeechResult]):
     version = "1"
     Request = SpeechRequest
     Result = SpeechResult
+    Settings = CoquiSettings
+    settings: CoquiSettings
 
     @classmethod
-    def resources_for(cls, settings: dict[str, Any]) -> Resources:
-        if settings.get("device") == "cpu":
+    def resources_for(cls, settings: CoquiSettings) -> Resources:
+        if settings.device == "cpu":
             return Resources(device="cpu", env=ENV, cpu_fallback=True)
-        is_xtts = "xtts" in str(settings.get("model", "")) or "xtts" in str(settings.get("model_path", "")).lower()
-        vram_gb = float(settings.get("vram_gb", XTTS_VRAM_GB if is_xtts else SMALL_MODEL_VRAM_GB))
+        vram_gb = settings.vram_gb if settings.vram_gb is not None else (XTTS_VRAM_GB if settings.is_xtts else SMALL_MODEL_VRAM_GB)
         return Resources(device="cuda", vram_gb=vram_gb, env=ENV, cpu_fallback=True)
 
     def run(self, request: SpeechRequest, workdir: Path) -> SpeechResult:
-        language = self.settings.get("language") or request.language
-        sentences = split_sentences(request.text, int(self.settings.get("max_chunk_chars", 250)))
+        settings = self.settings
+        language = settings.language or request.language
+        sentences = split_sentences(request.text, settings.max_chunk_chars)
         if not sentences:
             raise EngineError(f"nothing to say in {request.text[:40]!r}", field="text")
-        normalize = bool(self.settings.get("normalize", True))
-        spoken = [normalize_text(sentence, language) if normalize else sentence for sentence in sentences]
+        spoken = [normalize_text(sentence, language) if settings.normalize else sentence for sentence in sentences]
         runner_request = {"chunks": spoken, "language": language, "pause_s": SENTENCE_PAUSE_S}
-        response = run_in_env(ENV, self.name, self.runner_settings(request.voice), runner_request, workdir, timeout_s=float(self.settings.get("timeout_s", 3600)))
+        response = run_in_env(ENV, self.name, settings.model_dump(mode="json"), runner_request, workdir, timeout_s=settings.timeout_s)
         wav = Path(response.result["wav"])
         audio, sample_rate = soundfile.read(wav, dtype="float32", always_2d=False)
         words: list[WordTiming] = []
         for sentence, (start, end) in zip(sentences, response.result["spans"], strict=True):
             written = re.findall(r"\S+", sentence)
-            weights = [len(normalize_text(word, language) if normalize else word) + 1 for word in written]
+            weights = [len(normalize_text(word, language) if settings.normalize else word) + 1 for word in written]
             words += spread_words(written, weights, voiced_intervals(audio, sample_rate, start, end), sample_rate)
         return SpeechResult(wav=wav, sample_rate=sample_rate, duration_s=len(audio) / sample_rate, alignment=Alignment(words=words))
-
-    def runner_settings(self, voice: str) -> dict[str, Any]:
-        """The settings the runner gets: local paths made absolute and checked, so errors name the voice."""
-        settings = dict(self.settings)
-        if not settings.get("model") and not settings.get("model_path"):
-            raise EngineError("a Coqui voice needs `model` (a Coqui model name) or `model_path` and `config_path`", field=f"voices.{voice}.settings")
-        for key in PATH_SETTINGS:
-            if settings.get(key):
-                settings[key] = str(self._existing(settings[key], voice, key))
-        if settings.get("speaker_wav"):
-            references = settings["speaker_wav"] if isinstance(settings["speaker_wav"], list) else [settings["speaker_wav"]]
-            settings["speaker_wav"] = [str(self._existing(reference, voice, "speaker_wav")) for reference in references]
-        return settings
-
-    @staticmethod
-    def _existing(value: str, voice: str, key: str) -> Path:
-        path = resolve_setting_path(value)
-        if not path.exists():
-            raise EngineError(f"{path} does not exist (relative paths are read under {models_dir()})", field=f"voices.{voice}.settings.{key}")
-        return path
 
 
 def voiced_intervals(audio: np.ndarray, sample_rate: int, start: int, end: int) -> list[tuple[int, int]]:

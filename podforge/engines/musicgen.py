@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
 import numpy as np
 import soundfile
+from pydantic import Field, field_validator, model_validator
 
 from podforge.config import models_dir
-from podforge.engines.base import Engine, MusicRequest, MusicResult, Resources
+from podforge.engines.base import Engine, EngineSettings, MusicRequest, MusicResult, Resources
 from podforge.errors import EngineError
 from podforge.io import atomic_path
 from podforge.runner import run_in_env
@@ -37,16 +38,44 @@ VRAM_GB_BY_SIZE = {"small": 3.0, "medium": 8.0, "melody": 8.0, "large": 16.0}
 """Peak VRAM of fp16 inference, rounded up; a local folder is assumed small unless ``vram_gb`` says otherwise."""
 
 
-def model_location(model: str) -> str:
+def model_location(model: str | Path) -> str | Path:
     """A Hub id (``facebook/musicgen-small``) unchanged, or a local folder as an absolute path.
 
-    A value is a folder when it is absolute, starts with ``~`` or ``.``, or exists under the models dir.
+    A value is a folder when it is a path, absolute, starts with ``~`` or ``.``, or exists under the models dir.
     """
+    if isinstance(model, Path):
+        return model.expanduser().resolve()
     path = Path(model).expanduser()
-    if path.is_absolute() or model.startswith("."):
-        return str(path.resolve())
+    if path.is_absolute() or model.startswith((".", "~")):
+        return path.resolve()
     under_models = models_dir() / model
-    return str(under_models) if under_models.exists() else model
+    return under_models if under_models.exists() else model
+
+
+class MusicGenSettings(EngineSettings):
+    model: Path | str = Field(default=DEFAULT_MODEL, description="a Hub id from the local cache, or a folder saved with save_pretrained")
+    loop_s: float = Field(default=DEFAULT_LOOP_S, gt=0, description="bed length when none is asked for")
+    guidance_scale: float = Field(default=3.0, ge=0)
+    temperature: float = Field(default=1.0, gt=0)
+    top_k: int = Field(default=250, ge=1)
+    window_s: float = Field(default=30.0, gt=0, description="generated at once; longer beds are continued")
+    overlap_s: float = Field(default=5.0, ge=0, description="audio carried into the next window as its prompt")
+    crossfade_s: float = Field(default=DEFAULT_CROSSFADE_S, ge=0, description="the loop seam")
+    device: Literal["cuda", "cpu"] = "cuda"
+    fp16: bool = Field(default=True, description="CUDA only")
+    vram_gb: float | None = Field(default=None, ge=0, description="default: by model size")
+    timeout_s: float = Field(default=3600.0, gt=0)
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _folder_or_hub_id(cls, value: str | Path) -> str | Path:
+        return model_location(value)
+
+    @model_validator(mode="after")
+    def _saved_model_folder(self) -> MusicGenSettings:
+        if isinstance(self.model, Path) and not (self.model / "config.json").is_file():
+            raise ValueError(f"{self.model} is not a saved MusicGen model (no config.json there)")
+        return self
 
 
 class MusicGenEngine(Engine[MusicRequest, MusicResult]):
@@ -55,24 +84,21 @@ class MusicGenEngine(Engine[MusicRequest, MusicResult]):
     version = "1"
     Request = MusicRequest
     Result = MusicResult
+    Settings = MusicGenSettings
+    settings: MusicGenSettings
 
     @classmethod
-    def resources_for(cls, settings: dict[str, Any]) -> Resources:
-        if settings.get("device") == "cpu":
+    def resources_for(cls, settings: MusicGenSettings) -> Resources:
+        if settings.device == "cpu":
             return Resources(device="cpu", env=ENV, cpu_fallback=True)
-        model = str(settings.get("model", DEFAULT_MODEL))
-        size = next((size for size in VRAM_GB_BY_SIZE if model.endswith(f"musicgen-{size}")), "small")
-        return Resources(device="cuda", vram_gb=float(settings.get("vram_gb", VRAM_GB_BY_SIZE[size])), env=ENV, cpu_fallback=True)
+        size = next((size for size in VRAM_GB_BY_SIZE if str(settings.model).endswith(f"musicgen-{size}")), "small")
+        return Resources(device="cuda", vram_gb=settings.vram_gb if settings.vram_gb is not None else VRAM_GB_BY_SIZE[size], env=ENV, cpu_fallback=True)
 
     def run(self, request: MusicRequest, workdir: Path) -> MusicResult:
-        model = model_location(str(self.settings.get("model", DEFAULT_MODEL)))
-        if Path(model).is_absolute() and not (Path(model) / "config.json").is_file():
-            raise EngineError(f"{model} is not a saved MusicGen model (no config.json there)", field=f"engines.{self.name}.settings.model")
-        duration_s = request.duration_s or float(self.settings.get("loop_s", DEFAULT_LOOP_S))
-        crossfade_s = float(self.settings.get("crossfade_s", DEFAULT_CROSSFADE_S))
-        runner_request = {"prompt": request.prompt, "duration_s": duration_s + crossfade_s, "seed": request.seed}
-        settings = {**self.settings, "model": model}
-        response = run_in_env(ENV, self.name, settings, runner_request, workdir, timeout_s=float(self.settings.get("timeout_s", 3600)))
+        settings = self.settings
+        duration_s = request.duration_s or settings.loop_s
+        runner_request = {"prompt": request.prompt, "duration_s": duration_s + settings.crossfade_s, "seed": request.seed}
+        response = run_in_env(ENV, self.name, settings.model_dump(mode="json"), runner_request, workdir, timeout_s=settings.timeout_s)
         result = response.result
         generated, sample_rate = soundfile.read(result["wav"], dtype="float32", always_2d=False)
         bed = make_loop(generated, round(duration_s * sample_rate))
@@ -83,7 +109,7 @@ class MusicGenEngine(Engine[MusicRequest, MusicResult]):
             wav=bed_wav,
             duration_s=len(bed) / sample_rate,
             loopable=True,
-            description=f"MusicGen ({Path(model).name}, {response.device}): {request.prompt!r}, seed {request.seed}, {result['segments']} window(s)",
+            description=f"MusicGen ({Path(str(settings.model)).name}, {response.device}): {request.prompt!r}, seed {request.seed}, {result['segments']} window(s)",
         )
 
 

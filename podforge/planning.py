@@ -1,0 +1,122 @@
+"""The episode plan: who speaks with which voice, which engine makes each step, placed on this machine.
+
+:func:`plan_episode` is the one place that casts voices and resolves engines. The flow builds its DAG
+from the plan, the CLI checks a script by planning it before Prefect starts, and the benchmark loop runs
+the same plan without Prefect. Planning also checks what would otherwise fail late: every engine exists
+and its settings are valid, its isolated environment is built, every portrait is a usable picture of a face.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from podforge.config import EpisodeTiming, GpuSettings, PodforgeConfig
+from podforge.engines.base import EngineSpec, MusicRequest
+from podforge.engines.registry import resolve_engine
+from podforge.envs import python_for
+from podforge.errors import EngineError
+from podforge.gpu import GpuInfo
+from podforge.media.portraits import load_portrait
+from podforge.runner import step_logger
+from podforge.script import Script
+
+
+class HostPlan(BaseModel):
+    """One host: their position in the cast (what cached steps know them by), name, voice and portrait."""
+
+    position: int
+    name: str
+    voice: str
+    speech: EngineSpec
+    portrait: Path | None = None
+
+
+class LinePlan(BaseModel):
+    index: int
+    host: int
+    speaker: str
+    text: str
+    chapter: int
+
+
+class EpisodePlan(BaseModel):
+    script: Script
+    hosts: list[HostPlan]
+    lines: list[LinePlan]
+    language: str
+    music: EngineSpec
+    music_request: MusicRequest
+    video: EngineSpec
+    avatar: EngineSpec | None = None
+    timing: EpisodeTiming
+
+    @property
+    def host_names(self) -> list[str]:
+        return [host.name for host in self.hosts]
+
+    @property
+    def talking_heads(self) -> bool:
+        """Every host has a portrait: the picture is talking heads, else the audiogram."""
+        return self.avatar is not None
+
+    def engines(self) -> list[EngineSpec]:
+        return [*(host.speech for host in self.hosts), self.music, self.video, *([self.avatar] if self.avatar else [])]
+
+
+def plan_episode(config: PodforgeConfig, script: Script, gpus: list[GpuInfo], *, check_environments: bool = True) -> EpisodePlan:
+    """The whole episode's casting and engines, checked; raises a one-line :class:`PodforgeError` if it cannot run."""
+    hosts = [cast_host(config, script, position, name, gpus) for position, name in enumerate(script.speakers)]
+    position_of = {host.name: host.position for host in hosts}
+    portraits = script.portraits
+    for host in hosts:
+        host.portrait = portraits.get(host.name)
+        if host.portrait is not None:
+            load_portrait(host.portrait, host.name)  # a bad portrait fails here, naming host and file
+    plan = EpisodePlan(
+        script=script,
+        hosts=hosts,
+        lines=[LinePlan(index=line.index, host=position_of[line.speaker], speaker=line.speaker, text=line.text, chapter=line.chapter) for line in script.lines],
+        language=script.meta.language,
+        music=place(resolve_engine(config, config.use.music, "music", field="use.music"), config.gpu, gpus),
+        music_request=MusicRequest(prompt=script.meta.music or config.music.default_prompt, bars=config.music.bars, seed=config.music.seed),
+        video=place(resolve_engine(config, config.use.video, "video", field="use.video"), config.gpu, gpus),
+        avatar=place(resolve_engine(config, config.use.avatar, "avatar", field="use.avatar"), config.gpu, gpus) if portraits else None,
+        timing=config.mix.timing(),
+    )
+    if check_environments:
+        for engine in plan.engines():
+            if engine.resources.env:
+                python_for(engine.resources.env)  # "environment 'coqui' is not built; run `podforge envs build coqui`"
+    return plan
+
+
+def cast_host(config: PodforgeConfig, script: Script, position: int, name: str, gpus: list[GpuInfo]) -> HostPlan:
+    """A host's voice preset (named in the front matter, else the next default voice) and its engine."""
+    host = script.meta.hosts.get(name)
+    voice_name, voice = config.voice_for(name, host.voice if host else None, position, script.source)
+    spec = resolve_engine(config, voice.engine, "speech", settings=voice.settings, field=f"voices.{voice_name}.engine", settings_field=f"voices.{voice_name}.settings")
+    return HostPlan(position=position, name=name, voice=voice_name, speech=place(spec, config.gpu, gpus))
+
+
+def place(spec: EngineSpec, settings: GpuSettings, gpus: list[GpuInfo]) -> EngineSpec:
+    """``spec`` as it will run here: unchanged, or moved to the CPU when no GPU exists and that is allowed.
+
+    The CPU spec says ``device: cpu`` in its settings (the engine reads it) and so gets its own cache key.
+    """
+    if spec.resources.device != "cuda" or gpus:
+        return spec
+    if not (spec.resources.cpu_fallback or settings.cpu_fallback):
+        raise EngineError(
+            f"engine {spec.name!r} needs a CUDA GPU, but no NVIDIA GPU was found (NVML sees none); "
+            "to run it on the CPU (slowly), set `gpu: {cpu_fallback: true}` in your config, or choose a CPU engine",
+            field=f"engines.{spec.name}",
+        )
+    step_logger().warning("no GPU found: engine %r falls back to the CPU", spec.name)
+    return spec.model_copy(
+        update={
+            "settings": {**spec.settings, "device": "cpu"},
+            "resources": spec.resources.model_copy(update={"device": "cpu", "vram_gb": 0.0}),
+        }
+    )
