@@ -70,7 +70,7 @@ def test_demo_writes_every_file_the_manifest_describes(demo):
         assert (episode / name).stat().st_size == entry["bytes"]
     steps = [step["step"] for step in manifest["steps"]]
     assert steps.count("speech") == len(load_script(REPO / "configs/episodes/demo.md").lines)
-    assert {"music", "dialogue", "mix", "captions", "video", "mux", "publish"} <= set(steps)
+    assert {"music", "dialogue", "mix", "captions", "avatar", "layout", "mux", "publish"} <= set(steps)  # the demo hosts have portraits
     assert all(step["device"] == "cpu" and step["seconds"] >= 0 and step["cached"] is False for step in manifest["steps"])
     assert manifest["video_encoder"] in {"libx264", "h264_nvenc"} and manifest["video_encoder_reason"]
     assert manifest["gpu_seconds"] == 0

@@ -14,7 +14,7 @@ import soundfile
 
 from podforge import envs
 from podforge.engines.base import MusicRequest, MusicResult
-from podforge.engines.musicgen import MusicGenEngine, make_loop
+from podforge.engines.musicgen import MusicGenEngine, MusicGenSettings, make_loop
 from podforge.errors import ConfigError, EngineError
 from tiny_models import make_tiny_musicgen
 
@@ -98,10 +98,10 @@ def test_an_unbuilt_environment_says_how_to_build_it(tmp_path: Path, monkeypatch
 
 
 def test_resources_follow_the_model_size_and_device() -> None:
-    assert MusicGenEngine.resources_for({}).model_dump() == {"device": "cuda", "vram_gb": 3.0, "env": "musicgen", "cpu_fallback": True}
-    assert MusicGenEngine.resources_for({"model": "facebook/musicgen-large"}).vram_gb == 16.0
-    assert MusicGenEngine.resources_for({"model": "facebook/musicgen-melody", "vram_gb": 6}).vram_gb == 6.0
-    assert MusicGenEngine.resources_for({"device": "cpu"}).device == "cpu"
+    assert MusicGenEngine.resources_for(MusicGenSettings()).model_dump() == {"device": "cuda", "vram_gb": 3.0, "env": "musicgen", "cpu_fallback": True}
+    assert MusicGenEngine.resources_for(MusicGenSettings(model="facebook/musicgen-large")).vram_gb == 16.0
+    assert MusicGenEngine.resources_for(MusicGenSettings(model="facebook/musicgen-melody", vram_gb=6)).vram_gb == 6.0
+    assert MusicGenEngine.resources_for(MusicGenSettings(device="cpu")).device == "cpu"
 
 
 def test_the_loop_seam_continues_the_waveform() -> None:
