@@ -67,6 +67,8 @@ _UNITS = {
     "TB": ("terabyte", "terabytes"),
     "Mbps": ("megabit per second", "megabits per second"),
     "Gbps": ("gigabit per second", "gigabits per second"),
+    "rpm": ("R P M", "R P M"),
+    "fps": ("frame per second", "frames per second"),
     "Hz": ("hertz", "hertz"),
     "kHz": ("kilohertz", "kilohertz"),
     "MHz": ("megahertz", "megahertz"),

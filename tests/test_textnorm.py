@@ -40,6 +40,8 @@ ENGLISH_CASES = [
     ("60 mph", "sixty miles per hour"),
     ("120 km/h", "one hundred and twenty kilometers per hour"),
     ("5 kWh", "five kilowatt hours"),
+    ("2,400 rpm", "two thousand four hundred R P M"),
+    ("60 fps", "sixty frames per second"),
     # times
     ("3:30 pm", "three thirty p m"),
     ("at 9:05 a.m. Then", "at nine oh five a m. Then"),
