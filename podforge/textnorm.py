@@ -281,13 +281,23 @@ class _Tracked:
             pieces.append(self.text[last:begin])
             starts += self.starts[last:begin]
             ends += self.ends[last:begin]
-            if finish > begin:
-                origin = (min(self.starts[begin:finish]), max(self.ends[begin:finish]))
+            written = match.group(0)
+            kept_head, kept_tail = _shared_words(written, spoken)
+            starts += self.starts[begin : begin + kept_head]
+            ends += self.ends[begin : begin + kept_head]
+            inner_begin, inner_finish = begin + kept_head, finish - kept_tail
+            if inner_finish > inner_begin:
+                origin = (min(self.starts[inner_begin:inner_finish]), max(self.ends[inner_begin:inner_finish]))
+            elif inner_begin < len(self.text):
+                origin = (self.starts[inner_begin], self.starts[inner_begin])
             else:
-                origin = (self.starts[begin], self.starts[begin]) if begin < len(self.text) else (self.ends[-1], self.ends[-1]) if self.ends else (0, 0)
+                origin = (self.ends[-1], self.ends[-1]) if self.ends else (0, 0)
+            changed = len(spoken) - kept_head - kept_tail
+            starts += [origin[0]] * changed
+            ends += [origin[1]] * changed
+            starts += self.starts[finish - kept_tail : finish]
+            ends += self.ends[finish - kept_tail : finish]
             pieces.append(spoken)
-            starts += [origin[0]] * len(spoken)
-            ends += [origin[1]] * len(spoken)
             last = finish
         if not pieces:
             return
@@ -300,6 +310,24 @@ class _Tracked:
         left = len(self.text) - len(self.text.lstrip())
         right = len(self.text.rstrip())
         self.text, self.starts, self.ends = self.text[left:right], self.starts[left:right], self.ends[left:right]
+
+
+def _shared_words(written: str, spoken: str) -> tuple[int, int]:
+    """How many characters of whole words ``written`` and ``spoken`` share at their start and at their
+    end ("Python 3.11" and "Python three point eleven" share "Python "), so those keep their origin."""
+    limit = min(len(written), len(spoken))
+    head = 0
+    while head < limit and written[head] == spoken[head]:
+        head += 1
+    if not (head == len(written) and (head == len(spoken) or spoken[head] == " ")):
+        head = written.rfind(" ", 0, head) + 1  # back to the start of a word
+    tail = 0
+    while tail < limit - head and written[-1 - tail] == spoken[-1 - tail]:
+        tail += 1
+    if tail < len(written) - head:
+        space = written.find(" ", len(written) - tail)  # forward to the space before a word
+        tail = len(written) - space if space >= 0 else 0
+    return head, tail
 
 
 def _normalized(text: str, language: str) -> _Tracked:

@@ -231,6 +231,7 @@ def test_segments_pair_each_written_stretch_with_what_is_said() -> None:
     assert Rewrite("3:30 pm", "three thirty p m") in segments, "a rewrite over two words keeps them together"
     assert rewrites(text) == [Rewrite("3:30 pm", "three thirty p m"), Rewrite("A100", "A one hundred"), Rewrite("$4/hr", "four dollars an hour")]
     assert rewrites("Nothing to change here.") == []
+    assert rewrites("on Python 3.11 since March 3") == [Rewrite("3.11", "three point eleven"), Rewrite("3", "third")], "words a rewrite keeps stay apart"
 
 
 @pytest.mark.parametrize("written", [case[0] for case in ENGLISH_CASES])
