@@ -9,8 +9,9 @@ The rules, each a small function:
   last word's end, held on into the following silence as long as it needs to last
   :data:`MIN_CUE_S` and to be read at :data:`MAX_CPS` characters per second, but never into the next cue.
 * **Cutting a line into cues** (:func:`split_line`): of all ways to cut a host's line at word
-  boundaries, the one with the least :func:`cue_cost`: reading speed over the limit and cues too short
-  cost most, then cuts inside a clause, then the number of cues.
+  boundaries, one with the fewest cues that read too fast or are too short (none, where the audio
+  allows), and among those the least :func:`cue_cost`: how far over the limits, cuts inside a clause
+  or after "the", the number of cues.
 * **Merging across hosts** (:func:`merge_exchanges`): a quick reply that cannot be shown long enough
   before the other host speaks shares a two-line cue with its neighbour, one host per line.
 
