@@ -42,6 +42,8 @@ ROUNDING_MARGIN_S = 0.002
 """Added to the time a cue needs, so that times rounded to milliseconds in the files still meet the targets."""
 LAST_CUE_HOLD_S = 2.0
 """How long past its last word the episode's last cue may stay up (there is no next cue to stop it)."""
+_FILE_ROUNDING_S = 0.0015
+"""Times read back from a file are rounded to the millisecond."""
 SPEAKER_COLOURS = ("&H00FFD27F", "&H007FE0FF", "&H00A0FFA0", "&H00FFA0FF")  # ASS is &HAABBGGRR
 
 _SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*$")
@@ -343,7 +345,7 @@ def caption_stats(cues: Sequence[Cue], lines: Sequence[TimedLine] | None = None)
     if lines is not None:
         unavoidable = 0
         for speaker, words, limit in _timed_lines(lines):
-            in_line = sum(1 for cue in over if words[0].start_s - 1e-6 <= cue.start_s < limit)
+            in_line = sum(1 for cue in over if words[0].start_s - _FILE_ROUNDING_S <= cue.start_s < limit - _FILE_ROUNDING_S)
             unavoidable += min(in_line, fewest_faulty_cues(speaker, words, limit)) if in_line else 0
     return CaptionStats(
         cues=len(cues),
