@@ -685,6 +685,7 @@ _ENGLISH_PASSES: list[tuple[re.Pattern[str], Callable[[re.Match], str] | str]] =
     (re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b"), _email),
     (re.compile(rf"\b[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:{_TOP_LEVEL_DOMAINS})\b(?:/[^\s]*?)?(?=[.,;:!?)\]]*(?:\s|$))", re.I), _email),
     (re.compile(r"(?<![\w.@/-])(?:(?:[A-Za-z_]\w*\.)+[A-Za-z_]\w*(?:\(\))?|[A-Za-z_]\w*\(\)|[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)+)(?![\w(])"), _code),
+    (re.compile(r"\bH\.(26[1-6])\b"), lambda m: f"H two {cardinal(int(m.group(1)) - 200)}"),  # video codecs: H.264
     (re.compile(r"\b(1[1-9]\d\d|20\d\d)-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])\b"), _iso_date),
     (re.compile(rf"\b({'|'.join(_MONTHS)})\s+([12]?\d|3[01])(?:st|nd|rd|th)?\b"), _month_day),
     (re.compile(rf"\b([01]?\d|2[0-3]):([0-5]\d)(?:\s*{_MERIDIEM})?"), _time),

@@ -150,6 +150,7 @@ ENGLISH_CASES = [
     ("GPT-4", "G P T four"),
     ("RTX 4090", "R T X forty ninety"),
     ("MP3", "M P three"),
+    ("H.264 video", "H two sixty-four video"),
     ("World War II", "World War II"),
     ("NOT this", "NOT this"),
     ("THIS IS HUGE", "THIS IS HUGE"),
