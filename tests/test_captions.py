@@ -160,7 +160,7 @@ def timelines(draw) -> list[TimedLine]:
     return lines
 
 
-@settings(max_examples=50, deadline=None, derandomize=True)
+@settings(max_examples=50, deadline=None, derandomize=True, database=None)
 @given(timelines())
 def test_cue_rules_hold_on_any_timeline(lines: list[TimedLine]) -> None:
     cues = build_cues(lines)
@@ -189,7 +189,7 @@ def faulty(cue: Cue) -> bool:
     return cue.cps > MAX_CPS + 1e-9 or cue.end_s - cue.start_s < MIN_CUE_S - 1e-9
 
 
-@settings(max_examples=40, deadline=None, derandomize=True)
+@settings(max_examples=40, deadline=None, derandomize=True, database=None)
 @given(timelines(), st.floats(0.0, 1.5))
 def test_a_line_is_cut_with_the_fewest_faulty_cues_any_cut_could_have(lines: list[TimedLine], gap: float) -> None:
     """Checked against every cut of a short line (brute force), with the next line ``gap`` s after it."""
