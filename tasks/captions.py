@@ -8,7 +8,7 @@ from pydantic import BaseModel
 
 from podforge.config import EpisodeTiming
 from podforge.io import write_text_atomic
-from podforge.media.captions import build_cues, to_ass, to_srt, to_vtt
+from podforge.media.captions import CAPTION_RULES_VERSION, CaptionStats, build_cues, caption_stats, to_ass, to_srt, to_vtt
 from podforge.steps import StepOutput, current_step, step_task
 
 
@@ -17,18 +17,24 @@ class Captions(BaseModel):
     vtt: Path
     ass: Path
     cues: int
+    stats: CaptionStats
 
 
-@step_task("captions", version="2", key=("dialogue", "hosts", "timing", "frame"))
+@step_task("captions", version=f"3.{CAPTION_RULES_VERSION}", key=("dialogue", "hosts", "timing", "frame"))
 def captions(dialogue: StepOutput, hosts: list[str], timing: EpisodeTiming, frame: tuple[int, int]) -> StepOutput:
-    """``hosts`` are the names the sidecar files show; ``frame`` the picture size the burn-in is laid out for."""
+    """``hosts`` are the names the sidecar files show (the burned-in cues carry none); ``frame`` is the
+    picture size the burn-in is laid out for."""
     step = current_step()
-    cues = build_cues(dialogue.result.timeline.shifted(timing.intro_s))
+    lines = dialogue.result.timeline.shifted(timing.intro_s)
+    end_s = timing.episode_s(dialogue.result.timeline.duration_s)
+    named = build_cues(lines, end_s, names=hosts)
     width, height = frame
+    stats = caption_stats(named, lines, hosts)
     result = Captions(
-        srt=write_text_atomic(step.workdir / "episode.srt", to_srt(cues, hosts)),
-        vtt=write_text_atomic(step.workdir / "episode.vtt", to_vtt(cues, hosts)),
-        ass=write_text_atomic(step.workdir / "episode.ass", to_ass(cues, width, height)),
-        cues=len(cues),
+        srt=write_text_atomic(step.workdir / "episode.srt", to_srt(named)),
+        vtt=write_text_atomic(step.workdir / "episode.vtt", to_vtt(named)),
+        ass=write_text_atomic(step.workdir / "episode.ass", to_ass(build_cues(lines, end_s), width, height)),
+        cues=len(named),
+        stats=stats,
     )
-    return StepOutput(record=step.record("podforge", cues=len(cues)), result=result)
+    return StepOutput(record=step.record("podforge", cues=len(named), cps_max=stats.cps_max, cues_over_cps=stats.cues_over_cps), result=result)

@@ -274,3 +274,14 @@ def test_cover_art_default_size_and_limits(tmp_path):
             render_cover(tmp_path / "bad.png", title="T", show="S", size=size)
         assert caught.value.field == "cover_size"
     assert not (tmp_path / "bad.png").exists()
+
+
+def test_keyframes_at_most_every_two_seconds(hd_render):
+    from podforge.media.encoders import KEYFRAME_INTERVAL_S
+
+    _, result = hd_render
+    with av.open(str(result.video)) as container:
+        stream = container.streams.video[0]
+        times = [float(packet.pts * stream.time_base) for packet in container.demux(stream) if packet.pts is not None and packet.is_keyframe]
+    times = sorted(times) + [6.0]
+    assert max(later - earlier for earlier, later in zip(times, times[1:])) <= KEYFRAME_INTERVAL_S + 1e-6

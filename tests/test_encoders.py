@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from podforge.errors import EngineError
-from podforge.media.encoders import choose_h264_encoder, decide, parse_encoders, probe_error_line, probe_nvenc
+from podforge.media.encoders import choose_h264_encoder, decide, keyframe_options, parse_encoders, probe_error_line, probe_nvenc
 from podforge.media.ffmpeg import ffmpeg_exe
 
 DATA = Path(__file__).parent / "data" / "encoders"
@@ -50,21 +50,21 @@ def test_probe_error_line_without_an_nvenc_message_takes_the_first_error():
 def test_configured_libx264_uses_its_preset_and_crf():
     choice = decide("libx264", parse_encoders(LISTING_WITH_NVENC), None, x264_preset="faster", crf=20)
     assert choice.name == "libx264"
-    assert choice.options == {"preset": "faster", "crf": "20"}
+    assert choice.options == {"preset": "faster", "crf": "20", **keyframe_options()}
     assert "configured" in choice.reason
 
 
 def test_auto_uses_nvenc_when_the_probe_encode_succeeds():
     choice = decide("auto", parse_encoders(LISTING_WITH_NVENC), True, "", crf=21)
     assert choice.name == "h264_nvenc"
-    assert choice.options == {"preset": "p4", "rc": "vbr", "cq": "21", "b:v": "0"}
+    assert choice.options == {"preset": "p4", "rc": "vbr", "cq": "21", "b:v": "0", **keyframe_options()}
     assert "succeeded" in choice.reason
 
 
 def test_auto_falls_back_to_libx264_quoting_the_probe_error():
     choice = decide("auto", parse_encoders(LISTING_WITH_NVENC), False, PROBE_NO_LIBCUDA)
     assert choice.name == "libx264"
-    assert choice.options == {"preset": "veryfast", "crf": "23"}
+    assert choice.options == {"preset": "veryfast", "crf": "23", **keyframe_options()}
     assert "Cannot load libcuda.so.1" in choice.reason
     assert "requested" not in choice.reason
 

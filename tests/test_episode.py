@@ -10,6 +10,7 @@ import sys
 import uuid
 from pathlib import Path
 
+import av
 import pytest
 from mutagen.id3 import ID3
 
@@ -89,6 +90,10 @@ def test_demo_mp4_is_h264_and_aac_and_lasts_speech_plus_intro_and_outro(demo):
     assert abs(info.duration_s - (speech_s + 4.0 + 5.0)) < 1.0
     assert 90 < info.duration_s < 180  # about two minutes
     assert top_level_boxes(episode / "episode.mp4").index("moov") < top_level_boxes(episode / "episode.mp4").index("mdat"), "+faststart"
+    with av.open(str(episode / "episode.mp4")) as container:
+        stream = container.streams.video[0]
+        keyframes = sorted(float(packet.pts * stream.time_base) for packet in container.demux(stream) if packet.pts is not None and packet.is_keyframe)
+    assert max(b - a for a, b in zip(keyframes, [*keyframes[1:], info.duration_s])) <= 2.0 + 0.05, "a keyframe at least every 2 s"
 
 
 def test_demo_mp3_is_normalised_to_minus_16_lufs_and_tagged(demo):
@@ -107,12 +112,27 @@ def test_demo_subtitles_follow_the_speech(demo):
     episode, manifest = demo
     srt = (episode / "episode.srt").read_text()
     times = srt_times(srt)
-    assert len(times) > 30
+    assert len(times) > 20
     assert times[0][0] >= 4.0 - 0.01  # nothing before the intro ends
     assert all(a < b for a, b in times) and all(b1 <= a2 + 1e-3 for (_, b1), (a2, _) in zip(times, times[1:]))
     assert times[-1][1] <= manifest["duration_s"] - 5.0 + 0.5
     vtt = (episode / "episode.vtt").read_text()
     assert vtt.startswith("WEBVTT") and vtt.count(" --> ") == len(times) and "<v SAM>" in vtt
+
+
+def test_demo_captions_are_readable(demo):
+    """At most 42 characters a line and 2 lines a cue, at least 0.83 s; a cue read faster than 17
+    characters/s is held until the next cue starts (it could not stay longer)."""
+    from podforge.media.captions import MAX_CPS, MIN_CUE_S, caption_stats, parse_srt
+
+    episode, _ = demo
+    cues = parse_srt((episode / "episode.srt").read_text())
+    stats = caption_stats(cues)
+    assert stats.max_line_chars <= 42 and stats.max_lines <= 2 and stats.cues_under_min_s == 0 and stats.overlaps == 0, stats.failures
+    assert stats.min_duration_s >= MIN_CUE_S
+    for cue, following in zip(cues, cues[1:]):
+        if cue.cps > MAX_CPS + 1e-6:
+            assert following.start_s - cue.end_s <= 0.0015, f"a fast cue ends before it must: {cue}"
 
 
 def _episode_script(tmp_path: Path) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from podforge.textnorm import normalize_text, split_sentences
+from podforge.textnorm import ACRONYMS_AS_WORDS, Rewrite, normalize_segments, normalize_text, rewrites, split_sentences, spoken_word_count, time_written_words
 
 ENGLISH_CASES = [
     # money
@@ -31,7 +31,7 @@ ENGLISH_CASES = [
     ("42 km", "forty-two kilometers"),
     ("2.5kg", "two point five kilograms"),
     ("3 GHz", "three gigahertz"),
-    ("16 GB of RAM", "sixteen gigabytes of RAM"),
+    ("16 GB of RAM", "sixteen gigabytes of ram"),
     ("25°C", "twenty-five degrees Celsius"),
     ("-5 °C", "minus five degrees Celsius"),
     ("1°F", "one degree Fahrenheit"),
@@ -40,6 +40,8 @@ ENGLISH_CASES = [
     ("60 mph", "sixty miles per hour"),
     ("120 km/h", "one hundred and twenty kilometers per hour"),
     ("5 kWh", "five kilowatt hours"),
+    ("2,400 rpm", "two thousand four hundred R P M"),
+    ("60 fps", "sixty frames per second"),
     # times
     ("3:30 pm", "three thirty p m"),
     ("at 9:05 a.m. Then", "at nine oh five a m. Then"),
@@ -88,11 +90,87 @@ ENGLISH_CASES = [
     ("github.com/org/repo-2", "github dot com slash org slash repo dash two"),
     ("Mail jane.doe@example.com.", "Mail jane dot doe at example dot com."),
     ("write to hello_world+pod@mail.example.org", "write to hello underscore world plus pod at mail dot example dot org"),
+    # ranges
+    ("$15–$30", "fifteen to thirty dollars"),
+    ("$15-30", "fifteen to thirty dollars"),
+    ("€15–€30", "fifteen to thirty euros"),
+    ("15–30€", "fifteen to thirty euros"),
+    ("$1.50–$2", "one dollar fifty to two dollars"),
+    ("$1–2 million", "one to two million dollars"),
+    ("10–20%", "ten to twenty percent"),
+    ("5-10 ms", "five to ten milliseconds"),
+    ("3-4x", "three to four times"),
+    # rates
+    ("$4/hr", "four dollars an hour"),
+    ("$4/h", "four dollars an hour"),
+    ("$20/mo", "twenty dollars a month"),
+    ("$99/month", "ninety-nine dollars a month"),
+    ("$120/yr", "one hundred and twenty dollars a year"),
+    ("$15–$30/hr", "fifteen to thirty dollars an hour"),
+    ("$0.50/GB", "fifty cents per gigabyte"),
+    ("$3/1M tokens", "three dollars per million tokens"),
+    ("$20/user/month", "twenty dollars per user per month"),
+    ("500 tokens/s", "five hundred tokens per second"),
+    ("20 GB/month", "twenty gigabytes per month"),
+    # multipliers, dimensions and scaled numbers
+    ("1.67x", "one point six seven times"),
+    ("10x faster", "ten times faster"),
+    ("2×", "two times"),
+    ("a 2x2 grid", "a two by two grid"),
+    ("1920x1080", "nineteen twenty by ten eighty"),
+    ("2.5GB", "two point five gigabytes"),
+    ("3.5 ms", "three point five milliseconds"),
+    ("1.5k", "one point five thousand"),
+    ("10k users", "ten thousand users"),
+    ("7B parameters", "seven billion parameters"),
+    ("2M", "two million"),
+    # code
+    ("torch.cuda.is_available()", "torch dot cuda dot is available"),
+    ("Call is_available() now.", "Call is available now."),
+    ("os.path.join", "os dot path dot join"),
+    ("model.isTraining", "model dot is training"),
+    ("edit config.yaml", "edit config dot yaml"),
+    ("U.S. policy", "U.S. policy"),
+    # versions
+    ("v2.1.0", "version two point one point zero"),
+    ("v2", "version two"),
+    ("Python 3.11", "Python three point eleven"),
+    ("Ubuntu 22.04", "Ubuntu twenty-two point oh four"),
+    ("release 1.2.3", "release one point two point three"),
+    # acronyms: spelled, read as words, with numbers
+    ("GPU", "G P U"),
+    ("two GPUs", "two G P U's"),
+    ("the CPU's cache", "the C P U's cache"),
+    ("CUDA", "Cuda"),
+    ("NVENC", "N V enc"),
+    ("JSON", "Jason"),
+    ("A100", "A one hundred"),
+    ("T4", "T four"),
+    ("A10G", "A ten G"),
+    ("GPT-4", "G P T four"),
+    ("RTX 4090", "R T X forty ninety"),
+    ("MP3", "M P three"),
+    ("H.264 video", "H two sixty-four video"),
+    ("World War II", "World War II"),
+    ("NOT this", "NOT this"),
+    ("THIS IS HUGE", "THIS IS HUGE"),
+    # fractions and negatives
+    ("1/2", "one half"),
+    ("3/4", "three quarters"),
+    ("2/3 of", "two thirds of"),
+    ("1 1/2 cups", "one and a half cups"),
+    ("½", "one half"),
+    ("2¼", "two and a quarter"),
+    ("9/10 dentists", "nine out of ten dentists"),
+    ("24/7", "twenty-four seven"),
+    ("50/50", "fifty fifty"),
+    ("−40°C", "minus forty degrees Celsius"),
+    ("-1.5", "minus one point five"),
     # symbols and text that must stay as it is
     ("rock & roll", "rock and roll"),
     ("I am here", "I am here"),
     ("Just words, nothing else.", "Just words, nothing else."),
-    ("A 4K screen", "A 4K screen"),
+    ("A 4K screen", "A four K screen"),
 ]
 
 
@@ -144,3 +222,44 @@ def test_no_piece_exceeds_the_limit() -> None:
     pieces = split_sentences(text, 50)
     assert all(len(piece) <= 50 for piece in pieces)
     assert " ".join(pieces).split() == text.split()
+
+
+def test_segments_pair_each_written_stretch_with_what_is_said() -> None:
+    text = "At 3:30 pm the A100 costs $4/hr — plain words stay."
+    segments = normalize_segments(text)
+    assert " ".join(segment.written for segment in segments) == text
+    assert " ".join(segment.spoken for segment in segments if segment.spoken) == normalize_text(text)
+    assert Rewrite("3:30 pm", "three thirty p m") in segments, "a rewrite over two words keeps them together"
+    assert rewrites(text) == [Rewrite("3:30 pm", "three thirty p m"), Rewrite("A100", "A one hundred"), Rewrite("$4/hr", "four dollars an hour")]
+    assert rewrites("Nothing to change here.") == []
+    assert rewrites("on Python 3.11 since March 3") == [Rewrite("3.11", "three point eleven"), Rewrite("3", "third")], "words a rewrite keeps stay apart"
+
+
+@pytest.mark.parametrize("written", [case[0] for case in ENGLISH_CASES])
+def test_every_written_word_is_in_exactly_one_segment(written: str) -> None:
+    segments = normalize_segments(written)
+    assert [word for segment in segments for word in segment.written.split()] == written.split()
+    assert " ".join(s.spoken for s in segments if s.spoken) == normalize_text(written)
+
+
+def test_written_words_are_timed_from_their_spoken_words() -> None:
+    text = "It costs $4/hr — fine."
+    spoken = normalize_text(text)  # It costs four dollars an hour — fine.
+    assert spoken_word_count(spoken) == 7
+    times = [(float(i), i + 0.8) for i in range(7)]
+    timed = time_written_words(text, times)
+    assert timed == [("It", 0.0, 0.8), ("costs", 1.0, 1.8), ("$4/hr", 2.0, 5.8), ("—", 5.8, 5.8), ("fine.", 6.0, 6.8)]
+
+
+def test_written_words_share_a_rewrite_of_several_words_and_survive_a_count_mismatch() -> None:
+    timed = time_written_words("at 3:30 pm", [(0.0, 0.5), (0.5, 1.0), (1.0, 1.5), (1.5, 2.0), (2.0, 2.5)])
+    assert [word for word, _, _ in timed] == ["at", "3:30", "pm"]
+    assert timed[0][1:] == (0.0, 0.5) and timed[1][1] == 0.5 and timed[2][2] == 2.5 and timed[1][2] == timed[2][1]
+    spread = time_written_words("one two three", [(0.0, 1.0), (2.0, 3.0)])  # the engine found two words, not three
+    assert [word for word, _, _ in spread] == ["one", "two", "three"] and spread[0][1] == 0.0 and spread[-1][2] == 3.0
+    assert all(start <= end for _, start, end in spread)
+
+
+def test_acronyms_read_as_words_are_listed_with_their_reading() -> None:
+    for acronym, spoken in ACRONYMS_AS_WORDS.items():
+        assert normalize_text(f"the {acronym} here") == f"the {spoken} here"

@@ -25,12 +25,11 @@ from podforge.engines.base import Engine, EngineSettings, VideoRequest, VideoRes
 from podforge.errors import EngineError
 from podforge.io import atomic_path
 from podforge.media.cards import card_layout, palette_for, render_background
-from podforge.media.encoders import encoder_options
+from podforge.media.encoders import encoder_options, encoder_options_for
 from podforge.media.ffmpeg import run_graph
 
 logger = logging.getLogger(__name__)
 
-KEYFRAME_INTERVAL_S = 2
 MAX_ENCODER_THREADS = 8
 """x264 gains little from more frame threads at 720p/1080p, and episodes may render side by side."""
 
@@ -75,7 +74,6 @@ class AudiogramEngine(Engine[VideoRequest, VideoResult]):
             "c:v": encoder,
             "pix_fmt": "yuv420p",
             "r": request.fps,
-            "g": KEYFRAME_INTERVAL_S * request.fps,
             "threads": threads,
             **options,
             "frames:v": frames,
@@ -121,11 +119,6 @@ def audiogram_graph(request: VideoRequest, card: Path) -> ffmpeg.nodes.Filterabl
     )
     picture = ffmpeg.overlay(background, waveform, x=wave.left, y=wave.top, format="yuv420", eof_action="pass")
     return picture.filter("ass", filename=str(request.captions_ass))
-
-
-def encoder_options_for(encoder: str) -> dict[str, str]:
-    """Default options for a known H.264 encoder; none (ffmpeg's defaults) for any other."""
-    return encoder_options(encoder) if encoder in ("libx264", "h264_nvenc") else {}
 
 
 def usable_cpus() -> int:

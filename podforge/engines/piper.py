@@ -8,11 +8,13 @@ a documented transformation: ffmpeg's ``rubberband`` filter raises or lowers pit
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import re
 import threading
-from typing import Any
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -23,11 +25,12 @@ from podforge.errors import EngineError
 from podforge.io import atomic_path
 from podforge.media.audio import write_wav
 from podforge.media.ffmpeg import run_ffmpeg
-from podforge.textnorm import normalize_text
+from podforge.textnorm import normalize_text, time_written_words
 from podforge.timing import Alignment, PhonemeTiming, WordTiming
 
 SENTENCE_PAUSE_S = 0.18
 _WORD_BREAKS = {" ", ".", ",", "?", "!", ";", ":", "—", "…"}
+_SILENT_SYMBOLS = {"^", "$", "_", "ˈ", "ˌ", "ː", "ʲ", "-", "'", '"', "(", ")"}
 
 
 class PiperSettings(EngineSettings):
@@ -44,7 +47,7 @@ class PiperSettings(EngineSettings):
 class PiperEngine(Engine[SpeechRequest, SpeechResult]):
     name = "piper"
     kind = "speech"
-    version = "2"  # 2: text normalisation before synthesis
+    version = "3"  # 2: text normalisation before synthesis; 3: written words timed from their spoken forms
     Request = SpeechRequest
     Result = SpeechResult
     Settings = PiperSettings
@@ -109,8 +112,12 @@ class PiperEngine(Engine[SpeechRequest, SpeechResult]):
         wav_path = write_wav(workdir / "speech.wav", audio, rate)
         if shift := self.settings.pitch_semitones:
             shift_pitch(wav_path, shift)
-        alignment = Alignment(words=words_from_phonemes(request.text, phonemes), phonemes=phonemes)
+        alignment = Alignment(words=words_from_phonemes(request.text, phonemes, self._phonemes_of, request.language), phonemes=phonemes)
         return SpeechResult(wav=wav_path, sample_rate=rate, duration_s=len(audio) / rate, alignment=alignment)
+
+
+    def _phonemes_of(self, word: str) -> list[str]:
+        return [symbol for sentence in self.voice.phonemize(word) for symbol in sentence]
 
 
 def shift_pitch(path: Path, semitones: float) -> None:
@@ -120,28 +127,60 @@ def shift_pitch(path: Path, semitones: float) -> None:
         run_ffmpeg(["-y", "-i", str(path), "-af", f"rubberband=pitch={ratio:.5f}:formant=shifted", "-c:a", "pcm_s16le", str(shifted)], what="shifting the voice's pitch")
 
 
-def words_from_phonemes(text: str, phonemes: list[PhonemeTiming]) -> list[WordTiming]:
-    """Time each written word from the phoneme timeline.
+def words_from_phonemes(text: str, phonemes: list[PhonemeTiming], phonemize: Callable[[str], list[str]], language: str = "en") -> list[WordTiming]:
+    """Time each written word of ``text`` from the phoneme timeline of its spoken form.
 
-    Piper separates spoken words with space phonemes. When the spoken and written word counts agree (the
-    usual case) each written word gets its spoken word's span; otherwise (numbers read as several words,
-    say) the written words share the voiced timeline in proportion to their length.
+    espeak-ng runs some words together ("of the" is one phoneme word) and a number is several spoken
+    words, so the timeline's own word breaks do not count words reliably. Instead each spoken word of
+    ``normalize_text(text)`` is phonemized on its own (``phonemize``: a word -> its phonemes) and these
+    are matched in order against the timeline (:func:`align_words`); the written words then take the
+    times of their spoken forms (:func:`~podforge.textnorm.time_written_words`): "$4/hr" is on screen
+    from "four" to "hour".
     """
-    written = re.findall(r"\S+", text)
-    spoken: list[tuple[float, float]] = []
-    current: list[PhonemeTiming] = []
-    for timing in [*phonemes, PhonemeTiming(phoneme=" ", start_s=0, end_s=0)]:
-        if timing.phoneme in _WORD_BREAKS or timing.phoneme in ("^", "$", "_"):
-            if current:
-                spoken.append((current[0].start_s, current[-1].end_s))
-                current = []
-        else:
-            current.append(timing)
-    if not written or not spoken:
+    spoken = [word for word in normalize_text(text, language).split() if re.search(r"\w", word)]
+    if not spoken or not phonemes:
         return []
-    if len(spoken) == len(written):
-        return [WordTiming(text=word, start_s=start, end_s=end) for word, (start, end) in zip(written, spoken)]
-    voiced_start, voiced_end = spoken[0][0], spoken[-1][1]
-    weights = np.cumsum([0] + [len(word) + 1 for word in written], dtype=float)
-    bounds = voiced_start + (voiced_end - voiced_start) * weights / weights[-1]
-    return [WordTiming(text=word, start_s=float(bounds[i]), end_s=float(bounds[i + 1])) for i, word in enumerate(written)]
+    cache: dict[str, list[str]] = {}
+    references = [cache.setdefault(word, _sounds(phonemize(word))) for word in spoken]
+    timed = time_written_words(text, align_words(references, phonemes), language)
+    return [WordTiming(text=word, start_s=start, end_s=end) for word, start, end in timed]
+
+
+def _sounds(symbols: list[str]) -> list[str]:
+    """The phonemes that make a sound: no word or sentence breaks, stress or length marks."""
+    return [symbol for symbol in symbols if symbol not in _WORD_BREAKS and symbol not in _SILENT_SYMBOLS]
+
+
+def align_words(references: list[list[str]], phonemes: list[PhonemeTiming]) -> list[tuple[float, float]]:
+    """(start, end) of each word, given each word's phonemes said alone, on a timeline of phonemes.
+
+    The words' phonemes, end to end, are matched against the timeline's (``difflib``, longest common
+    runs first); a word spans the timeline phonemes its own phonemes matched. A word with no match (its
+    sounds changed in context) shares the time between its matched neighbours by its phoneme count.
+    """
+    timeline = [timing for timing in phonemes if timing.phoneme not in _WORD_BREAKS and timing.phoneme not in _SILENT_SYMBOLS]
+    owners = [index for index, reference in enumerate(references) for _ in reference]
+    flat = [symbol for reference in references for symbol in reference]
+    matched: list[list[int]] = [[] for _ in references]
+    for block in difflib.SequenceMatcher(None, flat, [timing.phoneme for timing in timeline], autojunk=False).get_matching_blocks():
+        for offset in range(block.size):
+            matched[owners[block.a + offset]].append(block.b + offset)
+    if not timeline:
+        return [(0.0, 0.0)] * len(references)
+    spans: list[tuple[float, float] | None] = [(timeline[m[0]].start_s, timeline[m[-1]].end_s) if m else None for m in matched]
+    index = 0
+    while index < len(spans):
+        if spans[index] is not None:
+            index += 1
+            continue
+        run_end = index
+        while run_end < len(spans) and spans[run_end] is None:
+            run_end += 1
+        after = spans[index - 1][1] if index > 0 else timeline[0].start_s
+        before = spans[run_end][0] if run_end < len(spans) else timeline[-1].end_s
+        weights = np.cumsum([0] + [max(1, len(references[k])) for k in range(index, run_end)], dtype=float)
+        bounds = after + (max(before, after) - after) * weights / weights[-1]
+        for k in range(index, run_end):
+            spans[k] = (float(bounds[k - index]), float(bounds[k - index + 1]))
+        index = run_end
+    return [span for span in spans if span is not None]

@@ -33,6 +33,7 @@ from podforge.engines.base import AvatarRequest, AvatarResult, DoctorFinding, En
 from podforge.errors import EngineError
 from podforge.io import atomic_path, copy_atomic, write_text_atomic
 from podforge.media.audio import write_wav
+from podforge.media.encoders import encoder_options_for
 from podforge.media.ffmpeg import run_ffmpeg, run_graph
 from podforge.media.layout import frame_count
 from podforge.media.portraits import load_portrait
@@ -245,7 +246,7 @@ def join_chunks(videos: list[Path], out: Path, *, frames: int, width: int, heigh
     joined = ffmpeg_graph.concat(*fitted, v=1, a=0)
     picture = joined.filter("fps", fps=fps).filter("tpad", stop_mode="clone", stop_duration=2)
     with atomic_path(out) as tmp:
-        graph = picture.output(str(tmp), vcodec=encoder, pix_fmt="yuv420p", vframes=frames, an=None, **(encoder_options or {}))
+        graph = picture.output(str(tmp), vcodec=encoder, pix_fmt="yuv420p", vframes=frames, an=None, **(encoder_options or encoder_options_for(encoder)))
         run_graph(graph, what=f"joining {len(videos)} SadTalker chunk(s)")
     return Path(out)
 

@@ -25,6 +25,8 @@ PROBE_ARGS = ["-f", "lavfi", "-i", "color=size=256x256:duration=0.2:rate=25", "-
 PROBE_TIMEOUT_S = 30.0
 DEFAULT_X264_PRESET = "veryfast"
 DEFAULT_CRF = 23
+KEYFRAME_INTERVAL_S = 2
+"""At most this many seconds between keyframes in every H.264 encode, so players seek finely."""
 
 _ENCODER_LINE = re.compile(r"^\s*[VAS][.A-Z]{5}\s+(?P<name>\S+)")
 _NVENC_MESSAGE = re.compile(r"^\[h264_nvenc @ [^\]]+\]\s*(?P<message>.+)$")
@@ -48,10 +50,25 @@ class NvencProbe(BaseModel):
 
 
 def encoder_options(name: H264Encoder, *, x264_preset: str = DEFAULT_X264_PRESET, crf: int = DEFAULT_CRF) -> dict[str, str]:
-    """ffmpeg output options for ``name`` at a comparable quality (NVENC's ``cq`` follows ``crf``)."""
+    """ffmpeg output options for ``name`` at a comparable quality (NVENC's ``cq`` follows ``crf``), with
+    a keyframe at least every :data:`KEYFRAME_INTERVAL_S` seconds."""
     if name == "h264_nvenc":
-        return {"preset": "p4", "rc": "vbr", "cq": str(crf), "b:v": "0"}
-    return {"preset": x264_preset, "crf": str(crf)}
+        return {"preset": "p4", "rc": "vbr", "cq": str(crf), "b:v": "0", **keyframe_options()}
+    return {"preset": x264_preset, "crf": str(crf), **keyframe_options()}
+
+
+def encoder_options_for(encoder: str) -> dict[str, str]:
+    """Default options for a known H.264 encoder; none (ffmpeg's defaults) for any other."""
+    return encoder_options(encoder) if encoder in ("libx264", "h264_nvenc") else {}
+
+
+def keyframe_options() -> dict[str, str]:
+    """A keyframe every :data:`KEYFRAME_INTERVAL_S` seconds of output time, whatever the frame rate.
+
+    ``force_key_frames`` is evaluated by ffmpeg on each frame's timestamp; ``forced-idr`` makes the
+    forced frames IDR frames (which MP4 marks as sync samples) for libx264 and h264_nvenc alike.
+    """
+    return {"force_key_frames": f"expr:gte(t,n_forced*{KEYFRAME_INTERVAL_S})", "forced-idr": "1"}
 
 
 def parse_encoders(text: str) -> set[str]:

@@ -31,6 +31,7 @@ import numpy as np
 from podforge.timing import SpeakerTurn
 from podforge.errors import EngineError
 from podforge.io import atomic_path
+from podforge.media.encoders import encoder_options_for
 from podforge.media.ffmpeg import ffmpeg_exe
 
 LayoutMode = Literal["side_by_side", "cut"]
@@ -70,7 +71,7 @@ class RawVideoWriter:
         self.path = Path(path)
         self.width, self.height, self.fps = width, height, fps
         self.encoder = encoder
-        self.encoder_options = dict(encoder_options or {})
+        self.encoder_options = dict(encoder_options or encoder_options_for(encoder))
         self.captions_ass = captions_ass
         self.binary = binary
         self.frames = 0
