@@ -1,7 +1,8 @@
 """The offline talking portrait, on a real photograph, with real Piper speech, encoded by the real ffmpeg.
 
 The photograph is ``skimage.data.astronaut()`` (NASA, public domain, shipped by scikit-image). Motion
-is measured on the decoded MP4, in a mouth region found by face detection on the first decoded frame.
+is measured on the decoded MP4 by :mod:`podforge.media.lipsync`, in the mouth region found by the landmark
+detector on the first decoded frame (more photographs in ``test_lipsync.py``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from podforge.errors import EngineError, ScriptError
 from podforge.media.ffmpeg import probe, run_ffmpeg
 from podforge.timing import PhonemeTiming, SpeakerAlignment, SpeakerTurn, TimedLine, alignment_for, turns_from_lines
 from podforge.media.layout import HIGHLIGHT_RGB, RawVideoWriter, compose_layout, frame_count, host_video_size, tile_rectangles
+from podforge.media.lipsync import mouth_motion as measured_mouth_motion
+from podforge.media.lipsync import pearson, speech_rms
 from podforge.media.portraits import MAX_WORKING_SIDE, detect_face, load_portrait
 
 skimage_data = pytest.importorskip("skimage.data")
@@ -66,51 +69,8 @@ def gray(frame: np.ndarray) -> np.ndarray:
 
 
 def mouth_motion(frames: list[np.ndarray]) -> np.ndarray:
-    """Mean absolute change of the mouth region against the first (silent) frame, per frame.
-
-    Each frame is first aligned to the first on the upper face (forehead, eyes, nose: OpenCV's ECC,
-    rotation and shift), so the head's own motion is taken out and what is left is the mouth's.
-    """
-    import cv2
-
-    face = detect_face(frames[0])
-    assert face is not None, "no face found in the first decoded frame"
-    # Work in a window around the face, in its coordinates.
-    box = face.face
-    left, top = max(0, int(box.x - 0.4 * box.w)), max(0, int(box.y - 0.3 * box.h))
-    window = (slice(top, int(box.y + 1.6 * box.h)), slice(left, int(box.x + 1.4 * box.w)))
-    face = face.transformed(1.0, -left, -top)
-    mouth, box = face.mouth, face.face
-    x0, x1 = int(mouth.x - 0.1 * mouth.w), int(mouth.x + 1.1 * mouth.w)
-    y0, y1 = int(mouth.y), int(mouth.y + mouth.h + 0.12 * box.h)
-    reference = gray(frames[0][window]).astype(np.float32)
-    upper_face = np.zeros(reference.shape, np.uint8)
-    upper_face[max(0, int(box.y - 0.2 * box.h)) : int(mouth.y - 0.1 * box.h), max(0, int(box.x - 0.1 * box.w)) : int(box.x + 1.1 * box.w)] = 255
-    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 1e-3)
-    warp = np.eye(2, 3, dtype=np.float32)
-    motion = []
-    for frame in frames:
-        moved = gray(frame[window]).astype(np.float32)
-        _, warp = cv2.findTransformECC(reference, moved, warp, cv2.MOTION_EUCLIDEAN, criteria, upper_face, 5)
-        aligned = cv2.warpAffine(moved, warp, moved.shape[::-1], flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
-        motion.append(np.abs(aligned[y0:y1, x0:x1] - reference[y0:y1, x0:x1]).mean())
-    return np.array(motion)
-
-
-def rms_per_frame(wav: Path, frames: int, fps: int) -> np.ndarray:
-    audio, rate = soundfile.read(str(wav), dtype="float64")
-    per_frame = rate / fps
-    out = np.zeros(frames)
-    for index in range(frames):
-        window = audio[int(index * per_frame) : int((index + 1) * per_frame)]
-        out[index] = np.sqrt(np.mean(window**2)) if window.size else 0.0
-    return out
-
-
-def pearson(a: np.ndarray, b: np.ndarray) -> float:
-    if a.std() == 0 or b.std() == 0:
-        return 0.0  # a still picture does not co-vary with anything
-    return float(np.corrcoef(a, b)[0, 1])
+    """Mouth-region motion per frame, head motion taken out (the measurement of :mod:`podforge.media.lipsync`)."""
+    return measured_mouth_motion(frames)[0]
 
 
 def render(portrait: Path, audio: Path, duration_s: float, workdir: Path, *, phonemes=(), intervals=(), size=(512, 512), speaker="ALEX", settings=None, offset=0.0):
@@ -139,11 +99,12 @@ def test_mouth_motion_follows_speech_energy_on_a_real_photograph(astronaut, spee
     video = info.streams[0]
     assert (video.codec, video.width, video.height, video.fps) == ("h264", 512, 512, 25.0)
     assert [s.kind for s in info.streams] == ["video"]
+    assert result.notes["lip_sync_check"] == "pass" and result.notes["face_detector"].startswith("mtcnn")
     frames = decode(result.video)
     assert len(frames) == result.frames == frame_count(duration, 25)
 
     motion = mouth_motion(frames)
-    energy = rms_per_frame(speech.wav, len(frames), 25)
+    energy = speech_rms(speech.wav, 25, len(frames))
     correlation = pearson(motion, energy)
     shifted = pearson(motion, np.roll(energy, 25))
     record_property(f"mouth_energy_correlation_{driven_by}", round(correlation, 3))
@@ -161,7 +122,7 @@ def test_a_still_picture_fails_the_correlation_threshold(astronaut, speech, tmp_
         what="encoding a still portrait",
     )
     frames = decode(still)
-    correlation = pearson(mouth_motion(frames), rms_per_frame(speech.wav, len(frames), 25))
+    correlation = pearson(mouth_motion(frames), speech_rms(speech.wav, 25, len(frames)))
     assert correlation < MIN_CORRELATION
 
 

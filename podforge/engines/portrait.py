@@ -511,7 +511,7 @@ class PortraitEngine(Engine[AvatarRequest, AvatarResult]):
 
     name = "portrait"
     kind = "avatar"
-    version = "1"
+    version = "2"  # 2: face and mouth from landmarks
     Request = AvatarRequest
     Result = AvatarResult
     Settings = PortraitSettings

@@ -67,6 +67,13 @@ class Box(BaseModel):
     def cy(self) -> float:
         return self.y + self.h / 2
 
+    def overlap(self, other: Box) -> float:
+        """Intersection over union."""
+        width = max(0.0, min(self.x + self.w, other.x + other.w) - max(self.x, other.x))
+        height = max(0.0, min(self.y + self.h, other.y + other.h) - max(self.y, other.y))
+        union = self.w * self.h + other.w * other.h - width * height
+        return width * height / union if union > 0 else 0.0
+
     def scaled(self, factor: float, dx: float = 0.0, dy: float = 0.0) -> Box:
         return Box(x=self.x * factor + dx, y=self.y * factor + dy, w=self.w * factor, h=self.h * factor)
 
@@ -106,8 +113,22 @@ class FaceLandmarks(BaseModel):
         return math.dist((self.left_eye.x, self.left_eye.y), (self.right_eye.x, self.right_eye.y))
 
     def transformed(self, factor: float, dx: float = 0.0, dy: float = 0.0) -> FaceLandmarks:
-        moved = {name: getattr(self, name).scaled(factor, dx, dy) for name in ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")}
+        moved = {name: getattr(self, name).scaled(factor, dx, dy) for name in _POINTS}
         return self.model_copy(update=moved)
+
+    @classmethod
+    def mean(cls, found: list[FaceLandmarks]) -> FaceLandmarks:
+        """The confidence-weighted mean of several findings of one face."""
+        weights = np.array([marks.confidence for marks in found])
+        weights = weights / weights.sum()
+
+        def average(name: str) -> Point:
+            return Point(x=float(sum(w * getattr(m, name).x for w, m in zip(weights, found))), y=float(sum(w * getattr(m, name).y for w, m in zip(weights, found))))
+
+        return cls(**{name: average(name) for name in _POINTS}, confidence=max(marks.confidence for marks in found))
+
+
+_POINTS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 
 
 class FaceGeometry(BaseModel):
@@ -238,30 +259,59 @@ def detect_face(rgb: np.ndarray) -> FaceGeometry | None:
 
 
 def find_face(rgb: np.ndarray) -> FaceGeometry:
-    """The largest face in ``rgb``, placed by its landmarks; raise :class:`NoFrontalFace` saying why not."""
+    """The largest face in ``rgb``, placed by its landmarks; raise :class:`NoFrontalFace` saying why not.
+
+    The detector runs on the picture and on its mirror image: MTCNN's first stage misses some faces in
+    one orientation that it finds in the other, and where both find the face its landmarks are averaged.
+    """
     import cv2
 
     scale = min(1.0, DETECTION_SIDE / max(rgb.shape[:2]))
-    small = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else rgb
-    detector = _landmark_detector()
-    with _detector_lock:
-        detector.min_face_size = max(12, int(min(small.shape[:2]) * MIN_FACE_FRACTION))
-        found = detector.detect_faces(np.ascontiguousarray(small))
-    faces = [face for face in found if face["confidence"] >= MIN_CONFIDENCE]
+    small = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else np.ascontiguousarray(rgb)
+    faces = _detections(small) + [face.mirrored(small.shape[1]) for face in _detections(np.ascontiguousarray(small[:, ::-1]))]
     if not faces:
         raise NoFrontalFace(f"no face found; use a frontal photo where the face is at least 1/{round(1 / MIN_FACE_FRACTION)} of the image's shorter side")
-    largest = max(faces, key=lambda face: face["box"][2] * face["box"][3])
-    points = largest["keypoints"]
-    landmarks = FaceLandmarks(
-        left_eye=Point.of(points["left_eye"]),
-        right_eye=Point.of(points["right_eye"]),
-        nose=Point.of(points["nose"]),
-        mouth_left=Point.of(points["mouth_left"]),
-        mouth_right=Point.of(points["mouth_right"]),
-        confidence=float(largest["confidence"]),
-    )
+    largest = max(faces, key=lambda face: face.box.w * face.box.h)
+    same_face = [face for face in faces if face.box.overlap(largest.box) > 0.5]
+    landmarks = FaceLandmarks.mean([face.landmarks for face in same_face])
     check_frontal(landmarks)
     return geometry_from_landmarks(landmarks).transformed(1 / scale)
+
+
+class _Detection(BaseModel):
+    box: Box
+    landmarks: FaceLandmarks
+
+    def mirrored(self, width: int) -> _Detection:
+        """This detection in the mirror image's coordinates (the image's left eye is the mirror's right)."""
+        flip = lambda point: Point(x=width - 1 - point.x, y=point.y)  # noqa: E731
+        marks = self.landmarks
+        return _Detection(
+            box=Box(x=width - self.box.x - self.box.w, y=self.box.y, w=self.box.w, h=self.box.h),
+            landmarks=FaceLandmarks(
+                left_eye=flip(marks.right_eye),
+                right_eye=flip(marks.left_eye),
+                nose=flip(marks.nose),
+                mouth_left=flip(marks.mouth_right),
+                mouth_right=flip(marks.mouth_left),
+                confidence=marks.confidence,
+            ),
+        )
+
+
+def _detections(rgb: np.ndarray) -> list[_Detection]:
+    detector = _landmark_detector()
+    with _detector_lock:
+        detector.min_face_size = max(12, int(min(rgb.shape[:2]) * MIN_FACE_FRACTION))
+        found = detector.detect_faces(rgb)
+    return [
+        _Detection(
+            box=Box(x=face["box"][0], y=face["box"][1], w=face["box"][2], h=face["box"][3]),
+            landmarks=FaceLandmarks(**{name: Point.of(face["keypoints"][name]) for name in ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")}, confidence=float(face["confidence"])),
+        )
+        for face in found
+        if face["confidence"] >= MIN_CONFIDENCE
+    ]
 
 
 def check_frontal(landmarks: FaceLandmarks) -> None:
