@@ -1,27 +1,34 @@
 """Benchmark: the offline talking-portrait animator and the two-host layout, frames per second on this CPU.
 
-    .venv/bin/python bench/bench_portrait.py [--seconds 20] [--episode-minutes 10]
+    .venv/bin/python bench/bench_portrait.py [--seconds 20] [--episode-minutes 10] [--baseline main]
 
 The portrait is ``skimage.data.astronaut()``; the speech is Piper's (synthesised once, not timed). For
-each size it times the whole engine run (face detection, rig, rendering, libx264 ``veryfast`` encoding
-through the pipe) and the rendering alone, then the side-by-side layout of two hosts at 1280×720. The last
-columns put the numbers in an episode's terms: wall seconds per second of video (real-time factor) and
-the seconds an episode of ``--episode-minutes`` with two hosts spends animating.
+each size it times the whole engine run (face finding, rig, self-check, rendering, libx264 ``veryfast``
+encoding through the pipe) and the rendering alone, then the side-by-side layout of two hosts at
+1280×720. The last columns put the numbers in an episode's terms: wall seconds per second of video
+(real-time factor) and the seconds an episode of ``--episode-minutes`` with two hosts spends animating.
+``face s`` is loading the portrait and finding its face, once per host and episode.
+
+With ``--baseline REF`` the same measurements run on ``REF``'s code too, in the same invocation (one
+after the other, each in a fresh process), and the table shows both and their ratio.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from baseline import REPO, export_tree, run_worker, temporary_folder, worker_tree  # noqa: E402
+
+sys.path.insert(0, str(worker_tree(sys.argv)))
 
 SENTENCES = (
     "A T4 card in the cloud rents for about fifty-three cents an hour, which is cheap if the card is busy. "
@@ -38,12 +45,8 @@ def speech(workdir: Path, seconds: float):
     return PiperEngine().run(SpeechRequest(text=text), workdir)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=20.0, help="video length per run")
-    parser.add_argument("--episode-minutes", type=float, default=10.0)
-    args = parser.parse_args()
-
+def measure(seconds_wanted: float) -> dict:
+    """Time the engine, the rendering and the layout on the code this process imports."""
     import skimage.data
     from PIL import Image
 
@@ -52,12 +55,12 @@ def main() -> None:
     from podforge.media.layout import compose_layout, host_video_size
     from podforge.media.portraits import load_portrait
 
-    with tempfile.TemporaryDirectory(prefix="podforge-bench-portrait-") as folder:
+    with temporary_folder("podforge-bench-portrait-") as folder:
         work = Path(folder)
         portrait_path = work / "astronaut.png"
         Image.fromarray(skimage.data.astronaut()).save(portrait_path)
-        spoken = speech(work, args.seconds)
-        seconds = min(args.seconds, spoken.duration_s)
+        spoken = speech(work, seconds_wanted)
+        seconds = min(seconds_wanted, spoken.duration_s)
         alignment = SpeakerAlignment(phonemes=spoken.alignment.phonemes)
         fps = 25
         rows = []
@@ -71,7 +74,10 @@ def main() -> None:
             engine_s = time.perf_counter() - started
             videos[(width, height)] = result.video
 
-            rig = PortraitRig(load_portrait(portrait_path, "ALEX"), width, height)
+            started = time.perf_counter()
+            portrait = load_portrait(portrait_path, "ALEX")
+            face_s = time.perf_counter() - started
+            rig = PortraitRig(portrait, width, height)
             frames = result.frames
             curves = mouth_curves(alignment, speech_envelope(spoken.wav, 0.0, fps, frames), fps)
             rng = np.random.default_rng(0)
@@ -80,25 +86,57 @@ def main() -> None:
             for i in range(frames):
                 rig.render(float(curves.openness[i]), float(curves.width[i]), float(closure[i]), float(motion.angle_deg[i]), float(motion.shift_x[i]), float(motion.shift_y[i]), float(motion.scale[i]))
             render_s = time.perf_counter() - started
-            rows.append((f"portrait {width}×{height}", frames, frames / engine_s, frames / render_s, engine_s / seconds))
+            rows.append({"what": f"portrait {width}×{height}", "frames": frames, "engine_fps": frames / engine_s, "render_fps": frames / render_s, "rtf": engine_s / seconds, "face_s": face_s})
 
         tile = host_video_size("side_by_side", 2, 1280, 720)
         turns = [SpeakerTurn(speaker="ALEX", start_s=0.0, end_s=seconds / 2), SpeakerTurn(speaker="SAM", start_s=seconds / 2, end_s=seconds)]
         started = time.perf_counter()
         frames = compose_layout({"ALEX": videos[tile], "SAM": videos[tile]}, turns, work / "layout.mp4", duration_s=seconds, width=1280, height=720, encoder_options={"preset": "veryfast", "crf": "23"})
         layout_s = time.perf_counter() - started
-        rows.append(("layout 2 hosts 1280×720", frames, frames / layout_s, float("nan"), layout_s / seconds))
+        rows.append({"what": "layout 2 hosts 1280×720", "frames": frames, "engine_fps": frames / layout_s, "render_fps": None, "rtf": layout_s / seconds, "face_s": None})
+    return {"seconds": seconds, "rows": rows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=20.0, help="video length per run")
+    parser.add_argument("--episode-minutes", type=float, default=10.0)
+    parser.add_argument("--baseline", help="a git revision to measure beside this tree (e.g. main)")
+    parser.add_argument("--worker-tree", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker_tree:
+        print(json.dumps(measure(args.seconds)))
+        return
 
     episode_s = args.episode_minutes * 60
-    print(f"offline talking portrait, {seconds:.1f} s of video at {fps} fps; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
-    print(f"{'what':<28} {'frames':>6} {'fps (engine)':>13} {'fps (render)':>13} {'wall/video':>11} {f'2 hosts, {args.episode_minutes:g} min':>16}")
-    for name, frames, engine_fps, render_fps, rtf in rows:
-        hosts = 1 if name.startswith("layout") else 2
-        per_episode = hosts * rtf * episode_s
-        render = "" if np.isnan(render_fps) else f"{render_fps:13.1f}"
-        print(f"{name:<28} {frames:>6} {engine_fps:13.1f} {render:>13} {rtf:11.2f} {per_episode:14.0f} s")
-    print("fps (engine): detection + rendering + libx264 through the pipe; fps (render): the warps alone.")
-    print("the last column: seconds an episode spends on this step (each host's video, or the layout once).")
+    if not args.baseline:
+        result = measure(args.seconds)
+        print(f"offline talking portrait, {result['seconds']:.1f} s of video at 25 fps; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+        print(f"| what | frames | fps (engine) | fps (render) | face s | wall/video | 2 hosts, {args.episode_minutes:g} min |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for row in result["rows"]:
+            hosts = 1 if row["what"].startswith("layout") else 2
+            render = "" if row["render_fps"] is None else f"{row['render_fps']:.1f}"
+            face = "" if row["face_s"] is None else f"{row['face_s']:.2f}"
+            print(f"| {row['what']} | {row['frames']} | {row['engine_fps']:.1f} | {render} | {face} | {row['rtf']:.2f} | {hosts * row['rtf'] * episode_s:.0f} s |")
+    else:
+        with temporary_folder("podforge-bench-baseline-") as folder:
+            results = {args.baseline: run_worker(Path(__file__), export_tree(args.baseline, Path(folder)), ["--seconds", str(args.seconds)])}
+            results["this tree"] = run_worker(Path(__file__), REPO, ["--seconds", str(args.seconds)])
+        base, this = results[args.baseline], results["this tree"]
+        print(f"offline talking portrait, {this['seconds']:.1f} s of video at 25 fps; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; {args.baseline} vs this tree, same run")
+        print(f"| what | fps engine ({args.baseline}) | fps engine (this) | ratio | fps render ({args.baseline}) | fps render (this) | face s ({args.baseline}) | face s (this) | 2 hosts, {args.episode_minutes:g} min ({args.baseline}) | (this) |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for old, new in zip(base["rows"], this["rows"], strict=True):
+            hosts = 1 if new["what"].startswith("layout") else 2
+            render = ("", "") if new["render_fps"] is None else (f"{old['render_fps']:.1f}", f"{new['render_fps']:.1f}")
+            face = ("", "") if new["face_s"] is None else (f"{old['face_s']:.2f}", f"{new['face_s']:.2f}")
+            print(
+                f"| {new['what']} | {old['engine_fps']:.1f} | {new['engine_fps']:.1f} | {new['engine_fps'] / old['engine_fps']:.2f} | {render[0]} | {render[1]} | {face[0]} | {face[1]} "
+                f"| {hosts * old['rtf'] * episode_s:.0f} s | {hosts * new['rtf'] * episode_s:.0f} s |"
+            )
+    print("fps (engine): face finding + self-check + rendering + libx264 through the pipe; fps (render): the warps alone.")
+    print("the last columns: seconds an episode spends on this step (each host's video, or the layout once).")
 
 
 if __name__ == "__main__":

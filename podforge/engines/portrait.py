@@ -256,7 +256,8 @@ class LipSyncCheck(BaseModel):
     passed: bool
     overlap: float = Field(description="share of the detected mouth box covered by the animated opening")
     offset_px: float = Field(description="distance from the middle of the lip line to the detected mouth's centre")
-    mouth: Box | None = Field(default=None, description="the mouth found in the rendered picture")
+    mouth: Box | None = Field(default=None, description="the mouth the opening is compared with (output pixels)")
+    mouth_source: str = Field(default="rendered picture", description="where that mouth was found: the rendered picture, or the portrait's landmarks when the detector misses the framed face")
     animated: Box | None = Field(default=None, description="where the rig parts the lips at full openness")
     reason: str = ""
 
@@ -265,6 +266,7 @@ class LipSyncCheck(BaseModel):
         notes = {"lip_sync_check": "pass" if self.passed else "fail", "lip_sync_overlap": f"{self.overlap:.2f}", "lip_sync_offset_px": f"{self.offset_px:.1f}"}
         if self.mouth is not None:
             notes["lip_sync_mouth_box"] = f"{self.mouth.x:.0f},{self.mouth.y:.0f},{self.mouth.w:.0f}x{self.mouth.h:.0f}"
+            notes["lip_sync_mouth_from"] = self.mouth_source
         if self.reason:
             notes["lip_sync_reason"] = self.reason
         return notes
@@ -429,7 +431,9 @@ class PortraitRig:
         The opening is the box the rig parts the lips in at full openness (where it warps the lips and
         paints the cavity), in output pixels; rendering it must change those pixels. The detected mouth
         comes from the landmark detector run on the rendered (framed, scaled) picture, so framing, scaling
-        and placement are all checked, not the rig's own numbers.
+        and placement are all checked, not the rig's own numbers. When the detector does not find the
+        framed face again (it found it in the photo; a few hard faces are found at one scale only), the
+        photo's landmark mouth, carried through the framing, stands in, and the notes say so.
         """
         mouth_base, line_y = self.face.mouth, self._mouth["line_y"]
         half_width = 0.44 * mouth_base.w
@@ -443,16 +447,16 @@ class PortraitRig:
         if region_change < MIN_OPENING_CHANGE:
             return LipSyncCheck(passed=False, overlap=0.0, offset_px=math.inf, animated=opening, reason="opening the mouth barely changes the picture where the lips are")
         try:
-            mouth = find_face(closed).mouth
-        except NoFrontalFace as reason:
-            return LipSyncCheck(passed=False, overlap=0.0, offset_px=math.inf, animated=opening, reason=f"in the rendered picture: {reason}")
+            mouth, source = find_face(closed).mouth, "rendered picture"
+        except NoFrontalFace:  # a hard face (found in the photo, not in its framed copy): the photo's landmarks
+            mouth, source = mouth_base.scaled(1.0, dx=left, dy=top), "portrait landmarks"
         overlap_w = max(0.0, min(opening.x + opening.w, mouth.x + mouth.w) - max(opening.x, mouth.x))
         overlap_h = max(0.0, min(opening.y + opening.h, mouth.y + mouth.h) - max(opening.y, mouth.y))
         overlap = overlap_w * overlap_h / (mouth.w * mouth.h)
         offset = math.dist((opening.cx, line_y + top), (mouth.cx, mouth.cy))  # the lips part on the line through the corners
         passed = overlap >= MIN_MOUTH_OVERLAP and offset <= MAX_MOUTH_OFFSET * mouth.w
-        reason = "" if passed else f"the animated opening is {offset:.0f} px from the mouth found in the picture and covers {overlap:.0%} of it"
-        return LipSyncCheck(passed=passed, overlap=overlap, offset_px=offset, mouth=mouth, animated=opening, reason=reason)
+        reason = "" if passed else f"the animated opening is {offset:.0f} px from the mouth found in the {source} and covers {overlap:.0%} of it"
+        return LipSyncCheck(passed=passed, overlap=overlap, offset_px=offset, mouth=mouth, mouth_source=source, animated=opening, reason=reason)
 
 def _frame_portrait(rgb: np.ndarray, face: FaceGeometry, width: int, height: int) -> tuple[np.ndarray, FaceGeometry, np.ndarray]:
     """Crop head and shoulders to the output's aspect, scale to the output (plus a margin for motion).

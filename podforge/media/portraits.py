@@ -270,7 +270,7 @@ def find_face(rgb: np.ndarray) -> FaceGeometry:
     small = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else np.ascontiguousarray(rgb)
     faces = _detections(small) + [face.mirrored(small.shape[1]) for face in _detections(np.ascontiguousarray(small[:, ::-1]))]
     if not faces:
-        raise NoFrontalFace(f"no face found; use a frontal photo where the face is at least 1/{round(1 / MIN_FACE_FRACTION)} of the image's shorter side")
+        raise NoFrontalFace(f"no face found; use a frontal photo where the face is at least 1/{int(1 / MIN_FACE_FRACTION)} of the image's shorter side")
     largest = max(faces, key=lambda face: face.box.w * face.box.h)
     same_face = [face for face in faces if face.box.overlap(largest.box) > 0.5]
     landmarks = FaceLandmarks.mean([face.landmarks for face in same_face])
