@@ -162,6 +162,14 @@ def test_the_self_check_and_the_measurement_catch_a_mouth_beside_the_face(speech
     assert beside.r < 0.3
 
 
+def test_a_hard_face_missed_in_the_framed_picture_is_checked_against_the_photos_landmarks():
+    """Einstein's tilted, open-mouthed face is found in the photo but not again in its framed copy."""
+    rig = PortraitRig(load_portrait(DATA / "einstein.jpg", "ALBERT"), 384, 384)
+    check = rig.lip_sync_check()
+    assert check.passed and check.overlap > 0.3
+    assert check.notes()["lip_sync_mouth_from"] in ("rendered picture", "portrait landmarks")
+
+
 @pytest.mark.parametrize("host", ["alex", "sam"])
 def test_both_demo_hosts_lip_sync(host, speech, tmp_path, record_property):
     """The demo's own portraits through the engine: self-check passed (in the notes) and r measured."""
