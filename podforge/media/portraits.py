@@ -284,7 +284,10 @@ class _Detection(BaseModel):
 
     def mirrored(self, width: int) -> _Detection:
         """This detection in the mirror image's coordinates (the image's left eye is the mirror's right)."""
-        flip = lambda point: Point(x=width - 1 - point.x, y=point.y)  # noqa: E731
+
+        def flip(point: Point) -> Point:
+            return Point(x=width - 1 - point.x, y=point.y)
+
         marks = self.landmarks
         return _Detection(
             box=Box(x=width - self.box.x - self.box.w, y=self.box.y, w=self.box.w, h=self.box.h),
@@ -307,7 +310,7 @@ def _detections(rgb: np.ndarray) -> list[_Detection]:
     return [
         _Detection(
             box=Box(x=face["box"][0], y=face["box"][1], w=face["box"][2], h=face["box"][3]),
-            landmarks=FaceLandmarks(**{name: Point.of(face["keypoints"][name]) for name in ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")}, confidence=float(face["confidence"])),
+            landmarks=FaceLandmarks(**{name: Point.of(face["keypoints"][name]) for name in _POINTS}, confidence=float(face["confidence"])),
         )
         for face in found
         if face["confidence"] >= MIN_CONFIDENCE
