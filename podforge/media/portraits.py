@@ -35,6 +35,8 @@ MAX_PORTRAIT_PIXELS = 150_000_000
 """Larger images are refused (Pillow itself refuses beyond about 179 megapixels)."""
 DETECTION_SIDE = 640
 """Faces are searched on a copy whose longer side is this."""
+DETECTION_SCALES = (1.0, 0.8)
+"""...and on that copy scaled by each of these (MTCNN's image pyramid then samples face sizes in between)."""
 MIN_FACE_FRACTION = 0.06
 """The smallest face searched for, as a fraction of the image's shorter side."""
 STAGE_THRESHOLDS = (0.5, 0.6, 0.7)
@@ -261,26 +263,33 @@ def detect_face(rgb: np.ndarray) -> FaceGeometry | None:
 def find_face(rgb: np.ndarray) -> FaceGeometry:
     """The largest face in ``rgb``, placed by its landmarks; raise :class:`NoFrontalFace` saying why not.
 
-    The detector runs on the picture and on its mirror image: MTCNN's first stage misses some faces in
-    one orientation that it finds in the other, and where both find the face its landmarks are averaged.
+    The detector runs on the picture and on its mirror image, each at two scales: MTCNN's first stage
+    misses some faces at one scale or in one orientation that it finds in another; where several passes
+    find the face, its landmarks are averaged.
     """
     import cv2
 
-    scale = min(1.0, DETECTION_SIDE / max(rgb.shape[:2]))
-    small = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else np.ascontiguousarray(rgb)
-    faces = _detections(small) + [face.mirrored(small.shape[1]) for face in _detections(np.ascontiguousarray(small[:, ::-1]))]
+    faces: list[_Detection] = []
+    for side_factor in DETECTION_SCALES:
+        scale = min(1.0, DETECTION_SIDE / max(rgb.shape[:2])) * side_factor
+        small = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else np.ascontiguousarray(rgb)
+        found = _detections(small) + [face.mirrored(small.shape[1]) for face in _detections(np.ascontiguousarray(small[:, ::-1]))]
+        faces += [face.scaled(1 / scale) for face in found]
     if not faces:
         raise NoFrontalFace(f"no face found; use a frontal photo where the face is at least 1/{int(1 / MIN_FACE_FRACTION)} of the image's shorter side")
     largest = max(faces, key=lambda face: face.box.w * face.box.h)
     same_face = [face for face in faces if face.box.overlap(largest.box) > 0.5]
     landmarks = FaceLandmarks.mean([face.landmarks for face in same_face])
     check_frontal(landmarks)
-    return geometry_from_landmarks(landmarks).transformed(1 / scale)
+    return geometry_from_landmarks(landmarks)
 
 
 class _Detection(BaseModel):
     box: Box
     landmarks: FaceLandmarks
+
+    def scaled(self, factor: float) -> _Detection:
+        return _Detection(box=self.box.scaled(factor), landmarks=self.landmarks.transformed(factor))
 
     def mirrored(self, width: int) -> _Detection:
         """This detection in the mirror image's coordinates (the image's left eye is the mirror's right)."""
