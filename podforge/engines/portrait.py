@@ -13,6 +13,11 @@ How a frame is made (all of it precomputed once per portrait except a few small 
   displacement field over each eye.
 * **Head**: a slow rotation, shift and scale made of incommensurate sines, plus a small nod with the
   speech, applied as one affine warp that also maps the framing onto the output.
+* **Self-check.** The face (eyes, nose, mouth corners) comes from MTCNN's landmarks
+  (:mod:`podforge.media.portraits`). Before rendering, the engine opens the mouth in one still frame and
+  finds the face anew in that rendered picture: the opening must cover the mouth found there. The result
+  is in the avatar result's notes (``lip_sync_check``, ``lip_sync_overlap``, ``lip_sync_offset_px``); a
+  portrait that fails is refused, naming the host and the file.
 
 Frames are produced one at a time and piped into ffmpeg (:class:`~podforge.media.layout.RawVideoWriter`);
 what is kept per frame is a handful of floats, so memory does not grow with the episode.
@@ -424,7 +429,6 @@ class PortraitRig:
         region = self.canvas[y0:y1, x0:x1].astype(np.float32)
         self.canvas[y0:y1, x0:x1] = (region * (1 - alpha[..., None]) + colour * alpha[..., None]).astype(np.uint8)
 
-
     def lip_sync_check(self) -> LipSyncCheck:
         """Find the face anew in the rig's own closed-mouth frame and compare its mouth with the opening.
 
@@ -457,6 +461,7 @@ class PortraitRig:
         passed = overlap >= MIN_MOUTH_OVERLAP and offset <= MAX_MOUTH_OFFSET * mouth.w
         reason = "" if passed else f"the animated opening is {offset:.0f} px from the mouth found in the {source} and covers {overlap:.0%} of it"
         return LipSyncCheck(passed=passed, overlap=overlap, offset_px=offset, mouth=mouth, mouth_source=source, animated=opening, reason=reason)
+
 
 def _frame_portrait(rgb: np.ndarray, face: FaceGeometry, width: int, height: int) -> tuple[np.ndarray, FaceGeometry, np.ndarray]:
     """Crop head and shoulders to the output's aspect, scale to the output (plus a margin for motion).
