@@ -59,14 +59,15 @@ def speech(folder: Path):
     from podforge.engines.base import SpeechRequest
     from podforge.engines.piper import PiperEngine
 
-    return PiperEngine({}).run(SpeechRequest(text=TEXT, voice="joe"), folder)
+    return PiperEngine().run(SpeechRequest(text=TEXT), folder)
 
 
 def animate(photos: dict[str, str], wav: str, phonemes: list[dict], duration_s: float, size: int, out: Path) -> dict[str, dict]:
     """Run the engine of the tree this process imports on every photo; videos, notes or the refusal."""
-    from podforge.engines.avatar_contract import AvatarRequest, SpeakerAlignment
+    from podforge.engines.base import AvatarRequest
     from podforge.engines.portrait import PortraitEngine
     from podforge.errors import PodforgeError
+    from podforge.timing import SpeakerAlignment
 
     results = {}
     for index, (name, path) in enumerate(photos.items()):

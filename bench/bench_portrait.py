@@ -61,10 +61,11 @@ def measure(seconds_wanted: float) -> dict:
     import skimage.data
     from PIL import Image
 
-    from podforge.engines.avatar_contract import AvatarRequest, SpeakerAlignment, SpeakerTurn
+    from podforge.engines.base import AvatarRequest
     from podforge.engines.portrait import PortraitEngine, PortraitRig, blink_curve, head_motion, mouth_curves, speech_envelope
     from podforge.media.layout import compose_layout, host_video_size
     from podforge.media.portraits import load_portrait
+    from podforge.timing import SpeakerAlignment, SpeakerTurn
 
     with temporary_folder("podforge-bench-portrait-") as folder:
         work = Path(folder)
@@ -99,9 +100,9 @@ def measure(seconds_wanted: float) -> dict:
             rows.append({"what": f"portrait {width}×{height}", "frames": frames, "engine_fps": frames / engine_s, "render_fps": frames / render_s, "rtf": engine_s / seconds, "face_s": face_s, "check_s": check_s})
 
         tile = host_video_size("side_by_side", 2, 1280, 720)
-        turns = [SpeakerTurn(speaker="ALEX", start_s=0.0, end_s=seconds / 2), SpeakerTurn(speaker="SAM", start_s=seconds / 2, end_s=seconds)]
+        turns = [SpeakerTurn(host=0, start_s=0.0, end_s=seconds / 2), SpeakerTurn(host=1, start_s=seconds / 2, end_s=seconds)]
         started = time.perf_counter()
-        frames = compose_layout({"ALEX": videos[tile], "SAM": videos[tile]}, turns, work / "layout.mp4", duration_s=seconds, width=1280, height=720, encoder_options={"preset": "veryfast", "crf": "23"})
+        frames = compose_layout([videos[tile], videos[tile]], turns, work / "layout.mp4", duration_s=seconds, width=1280, height=720, encoder_options={"preset": "veryfast", "crf": "23"})
         layout_s = time.perf_counter() - started
         rows.append({"what": "layout 2 hosts 1280×720", "frames": frames, "engine_fps": frames / layout_s, "render_fps": None, "rtf": layout_s / seconds, "face_s": None, "check_s": None})
     return {"seconds": seconds, "rows": rows}
