@@ -54,7 +54,9 @@ def avatar(speaker: str, host: int, portrait: Path, dialogue: StepOutput, engine
         encoder_options=encoder.options,
         seed=host,
     )
-    return run_engine_step(engine, request, gpu)
+    output = run_engine_step(engine, request, gpu)
+    output.record.notes.update(output.result.notes)  # what the engine decided and checked (lip-sync self-check…)
+    return output
 
 
 @step_task("layout", version="2", key=("avatars", "dialogue", "captions.result.ass", "timing", "frame", "encoder", "ffmpeg"))
