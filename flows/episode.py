@@ -1,5 +1,5 @@
-"""The episode DAG: parse → plan → speech (one task per line) ∥ music → dialogue → mix ∥ captions ∥ a talking head per
-host → the picture (layout, or the audiogram) → mux → publish.
+"""The episode DAG: parse → plan → speech (one task per line) → speech QA (per line) ∥ music → dialogue → mix ∥
+captions ∥ a talking head per host → the picture (layout, or the audiogram) → mux → publish.
 
 Every step is a Prefect task keyed by the content of what it depends on, so a re-run after a failure redoes
 only what failed. Tasks receive futures; Prefect runs each as soon as its inputs exist.
@@ -24,6 +24,7 @@ from tasks.mix import mix
 from tasks.music import music
 from tasks.mux import mux
 from tasks.publish import publish
+from tasks.qa import check_speech
 from tasks.script import make_plan, parse
 from tasks.speech import speech
 from tasks.video import avatar, layout, video
@@ -47,7 +48,18 @@ def episode(script: str = "", script_text: str = "", config: list[str] | None = 
         language=unmapped(plan.language),
         gpu=unmapped(cfg.gpu),
     )
-    track = dialogue.submit(clips=clips, slots=[LineSlot(host=line.host, chapter=line.chapter, text=line.text) for line in lines], timing=timing)
+    checked = []
+    if plan.asr:  # the recogniser hears every line; a bad one is synthesised again (qa: {asr: off} skips it)
+        checked = check_speech.map(
+            line=lines,
+            clip=clips,
+            voice=[plan.hosts[line.host].speech for line in lines],
+            asr=unmapped(plan.asr),
+            settings=unmapped(cfg.qa),
+            language=unmapped(plan.language),
+            gpu=unmapped(cfg.gpu),
+        )
+    track = dialogue.submit(clips=checked or clips, slots=[LineSlot(host=line.host, chapter=line.chapter, text=line.text) for line in lines], timing=timing)
     master = mix.submit(dialogue=track, bed=bed, levels=cfg.mix.levels(), timing=timing, ffmpeg=cfg.ffmpeg)
     subtitles = captions.submit(dialogue=track, hosts=plan.host_names, timing=timing, frame=(frame.width, frame.height))
     if plan.talking_heads:
@@ -61,5 +73,5 @@ def episode(script: str = "", script_text: str = "", config: list[str] | None = 
         picture = video.submit(master=master, captions=subtitles, title=plan.script.meta.title, show=plan.script.meta.show, engine=plan.video, frame=frame, encoder=encoder, ffmpeg=cfg.ffmpeg, gpu=cfg.gpu)
     containers = mux.submit(video=picture, master=master, encoding=cfg.publish.encoding(), ffmpeg=cfg.ffmpeg)
 
-    outputs = ProgressBoard(plan.script.slug).follow([bed, *clips, track, master, subtitles, *heads, picture, containers])
+    outputs = ProgressBoard(plan.script.slug).follow([bed, *clips, *checked, track, master, subtitles, *heads, picture, containers])
     return publish(script=plan.script, outputs=outputs, out_dir=out_dir, settings=cfg.publish, intro_s=timing.intro_s, price_as=cfg.gpu.price_as)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from podforge.errors import ConfigError
 
@@ -130,6 +130,20 @@ class GpuSettings(Strict):
     price_as: str = Field(default="t4", description="the pricing.yaml GPU that GPU-seconds are priced on")
 
 
+class QaSettings(Strict):
+    """The ``qa:`` section: an offline recogniser checks every synthesised line (see :mod:`podforge.qa`)."""
+
+    asr: str | None = Field(default="whisper", description="the recogniser (an `asr` engine); `off` skips the QA step")
+    max_wer: float = Field(default=0.3, ge=0, le=1, description="a line heard with a higher word error rate is synthesised again")
+    takes: int = Field(default=3, ge=1, le=10, description="takes of a bad line at most, the first included; the best is kept")
+
+    @field_validator("asr", mode="before")
+    @classmethod
+    def _off(cls, value: Any) -> Any:
+        """YAML reads a bare ``off`` as false."""
+        return None if value in (False, None, "off", "none") else value
+
+
 class PodforgeConfig(Strict):
     engines: dict[str, EngineEntry]
     voices: dict[str, Voice]
@@ -140,6 +154,7 @@ class PodforgeConfig(Strict):
     video: VideoSettings = Field(default_factory=VideoSettings)
     publish: PublishSettings = Field(default_factory=PublishSettings)
     gpu: GpuSettings = Field(default_factory=GpuSettings)
+    qa: QaSettings = Field(default_factory=QaSettings)
     run: RunSettings = Field(default_factory=RunSettings)
     ffmpeg: str | None = Field(default=None, description="path to an ffmpeg binary; default: imageio-ffmpeg's")
     speech: str | None = Field(default=None, description="a voice preset, or a speech engine, for every host (CLI --speech)")

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from podforge.config import EpisodeTiming, GpuSettings, PodforgeConfig
 from podforge.engines.base import EngineSpec, MusicRequest
-from podforge.engines.registry import resolve_engine
+from podforge.engines.registry import engine_class, resolve_engine
 from podforge.envs import python_for
 from podforge.errors import EngineError
 from podforge.gpu import GpuInfo
@@ -50,6 +50,7 @@ class EpisodePlan(BaseModel):
     music_request: MusicRequest
     video: EngineSpec
     avatar: EngineSpec | None = None
+    asr: EngineSpec | None = Field(default=None, description="the speech QA recogniser; None: QA is off, or cannot hear the language")
     timing: EpisodeTiming
 
     @property
@@ -62,7 +63,7 @@ class EpisodePlan(BaseModel):
         return self.avatar is not None
 
     def engines(self) -> list[EngineSpec]:
-        return [*(host.speech for host in self.hosts), self.music, self.video, *([self.avatar] if self.avatar else [])]
+        return [*(host.speech for host in self.hosts), self.music, self.video, *(spec for spec in (self.avatar, self.asr) if spec)]
 
 
 def plan_episode(config: PodforgeConfig, script: Script, gpus: list[GpuInfo], *, check_environments: bool = True) -> EpisodePlan:
@@ -83,6 +84,7 @@ def plan_episode(config: PodforgeConfig, script: Script, gpus: list[GpuInfo], *,
         music_request=MusicRequest(prompt=script.meta.music or config.music.default_prompt, bars=config.music.bars, seed=config.music.seed),
         video=place(resolve_engine(config, config.use.video, "video", field="use.video"), config.gpu, gpus),
         avatar=place(resolve_engine(config, config.use.avatar, "avatar", field="use.avatar"), config.gpu, gpus) if portraits else None,
+        asr=plan_recogniser(config, script.meta.language, gpus),
         timing=config.mix.timing(),
     )
     if check_environments:
@@ -90,6 +92,18 @@ def plan_episode(config: PodforgeConfig, script: Script, gpus: list[GpuInfo], *,
             if engine.resources.env:
                 python_for(engine.resources.env)  # "environment 'coqui' is not built; run `podforge envs build coqui`"
     return plan
+
+
+def plan_recogniser(config: PodforgeConfig, language: str, gpus: list[GpuInfo]) -> EngineSpec | None:
+    """The speech QA recogniser, placed; None when ``qa.asr`` is off or its model cannot hear ``language``."""
+    if not config.qa.asr:
+        return None
+    spec = place(resolve_engine(config, config.qa.asr, "asr", field="qa.asr"), config.gpu, gpus)
+    cls = engine_class(spec.impl)
+    if not cls.hears(cls.Settings.model_validate(spec.settings), language):
+        step_logger().warning("speech QA skipped: the recogniser %r does not hear %r (choose a multilingual model in qa.asr)", spec.name, language)
+        return None
+    return spec
 
 
 def cast_host(config: PodforgeConfig, script: Script, position: int, name: str, gpus: list[GpuInfo]) -> HostPlan:

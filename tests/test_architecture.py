@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("podforge.media",),
     ("podforge.runner", "podforge.envs", "podforge.gpu", "podforge.caching", "podforge.cost"),
     ("podforge.engines",),
-    ("podforge.steps", "podforge.planning", "podforge.dialogue", "podforge.publish", "podforge.publishing", "podforge.manifest", "podforge.report", "podforge.progress", "podforge.doctor"),
+    ("podforge.steps", "podforge.planning", "podforge.dialogue", "podforge.publish", "podforge.publishing", "podforge.manifest", "podforge.report", "podforge.progress", "podforge.doctor", "podforge.qa"),
     ("tasks",),
     ("flows",),
     ("podforge.cli", "podforge.serve", "podforge.envs_cli", "podforge.__main__"),

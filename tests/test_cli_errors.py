@@ -87,3 +87,12 @@ def test_missing_script_file(tmp_path):
     result = run_cli("run", str(tmp_path / "nope.md"), "--out", str(tmp_path / "out"), home=tmp_path / "home")
     assert result.returncode == 2
     assert "nope.md: no such file" in result.stderr
+
+
+def test_a_recogniser_that_is_not_one_is_named_by_its_qa_field(tmp_path):
+    script = write(tmp_path, "good.md", GOOD_BODY)
+    config = write(tmp_path, "studio.yaml", "qa: {asr: piper}\n")
+    result = run_cli("run", str(script), "--config", str(config), "--out", str(tmp_path / "out"), home=tmp_path / "home")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "qa.asr: engine 'piper' makes speech, not asr" in result.stderr
+    assert not (tmp_path / "out").exists()

@@ -23,6 +23,7 @@ MEDIA = ("episode.mp4", "episode.mp3", "episode.wav", "episode.srt", "episode.vt
 DETERMINISTIC_VOICES = {  # Piper's sampling noise is random per call; without it synthesis is bit-reproducible
     "voices": {name: {"settings": {"noise_scale": 0.0, "noise_w_scale": 0.0}} for name in ("joe", "joe-bright")}
 }
+QA_OFF = {"qa": {"asr": "off"}}
 
 
 def srt_times(text: str) -> list[tuple[float, float]]:
@@ -75,6 +76,20 @@ def test_demo_writes_every_file_the_manifest_describes(demo):
     assert all(step["device"] == "cpu" and step["seconds"] >= 0 and step["cached"] is False for step in manifest["steps"])
     assert manifest["video_encoder"] in {"libx264", "h264_nvenc"} and manifest["video_encoder_reason"]
     assert manifest["gpu_seconds"] == 0
+
+
+def test_demo_two_real_voices_are_heard_line_by_line_by_the_speech_qa(demo):
+    from podforge.qa import LineCheck, summarise
+
+    episode, manifest = demo
+    lines = load_script(REPO / "configs/episodes/demo.md").lines
+    assert {step["engine"] for step in manifest["steps"] if step["step"] == "speech"} == {"piper", "hibari"}
+    checks = [LineCheck(**step["notes"]) for step in manifest["steps"] if step["step"] == "qa"]
+    assert sorted(check.line for check in checks) == [line.index for line in lines]
+    summary = summarise(checks, host_names=["ALEX", "SAM"], asr="whisper", max_wer=0.3)
+    for host in summary.hosts:
+        assert host.lines == 7 and host.wer < 0.1, host  # tiny.en hears both voices almost word for word
+    assert all(check.flagged == (check.wer > 0.3) and check.heard for check in checks)
 
 
 def test_demo_mp4_is_h264_and_aac_and_lasts_speech_plus_intro_and_outro(demo):
@@ -180,7 +195,7 @@ def test_a_failed_mux_resumes_without_redoing_upstream_steps(prefect_api, tmp_pa
 
     script = _episode_script(tmp_path)
     config = tmp_path / "deterministic.yaml"
-    config.write_text(json.dumps(DETERMINISTIC_VOICES))
+    config.write_text(json.dumps({**DETERMINISTIC_VOICES, **QA_OFF}))  # exact engine counts: no QA retakes
 
     # Reference: an uninterrupted run in a fresh process with its own cache.
     reference_out = tmp_path / "reference"
@@ -212,6 +227,7 @@ def test_a_failed_mux_resumes_without_redoing_upstream_steps(prefect_api, tmp_pa
     assert states["mux"] == ["Completed"] and states["publish"] == ["Completed"]
     cached = {step.step: step.cached for step in manifest.steps}
     assert cached["mux"] is False and cached["video"] is True and cached["speech"] is True
+    assert "qa" not in cached and "qa" not in states, "qa: {asr: off} skips the speech QA step"
 
     reference = reference_out / manifest.slug
     for name in MEDIA:
@@ -229,6 +245,7 @@ def test_changing_one_line_resynthesises_only_that_line(prefect_api, tmp_path, m
     manifest = episode(script=str(script), out_dir=str(tmp_path / "out"))
     assert speech.calls == 1
     assert [step.cached for step in manifest.steps if step.step == "speech"].count(False) == 1
+    assert [step.cached for step in manifest.steps if step.step == "qa"].count(False) == 1, "only the changed line is heard again"
 
 
 # --- one key per step: what a change re-runs ---------------------------------------------------------------

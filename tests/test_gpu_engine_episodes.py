@@ -23,6 +23,7 @@ SCRIPT = "---\ntitle: Engines {tag}\nhosts:\n  ALEX: {{}}\n  SAM: {{}}\n---\nALE
 TINY_MODELS = (
     "engines:\n  musicgen:\n    settings: {{model: {model}, loop_s: 4.0, window_s: 1.0, overlap_s: 0.3, crossfade_s: 0.2}}\n"
     "default_voices: [joe, joe-bright, vits-tiny-local]  # `--speech coqui` deals the coqui voices listed here\n"
+    "qa: {{asr: off}}  # the tiny random voices speak noise: every line would be retaken, then flagged\n"
 )
 
 

@@ -15,7 +15,7 @@ DEMO = Path(__file__).resolve().parent.parent / "configs" / "episodes" / "demo.m
 def test_demo_script_is_a_two_host_episode_with_chapters():
     script = load_script(DEMO)
     assert script.speakers == ["ALEX", "SAM"]
-    assert script.meta.hosts["SAM"].voice == "joe-bright"
+    assert script.meta.hosts["SAM"].voice == "heart"  # two real voices: Piper joe and hibari heart
     assert [c.title for c in script.chapters] == ["Cold open", "What a GPU costs", "The idle GPU", "How this episode was made"]
     assert script.slug == "demo-why-your-gpu-sits-idle"
     words = sum(len(line.text.split()) for line in script.lines)

@@ -1,7 +1,8 @@
 """The ``coqui`` runner: Coqui TTS (the maintained ``coqui-tts`` fork) in its own environment.
 
-Request: ``{"chunks": [str, ...], "language": str, "pause_s": float}``. The chunks are sentences already
-normalised for speech; each is synthesised alone and the pieces are joined with ``pause_s`` of silence.
+Request: ``{"chunks": [str, ...], "language": str, "pause_s": float, "seed": int}``. The chunks are sentences
+already normalised for speech; each is synthesised alone and the pieces are joined with ``pause_s`` of
+silence. ``seed`` (the QA take number) seeds torch's sampling, so each take is reproducible and different.
 Result: ``{"wav", "sample_rate", "spans": [[start, end], ...] (samples of each chunk), "model", "fp16"}``.
 
 Settings: ``model`` (a Coqui model name such as ``tts_models/multilingual/multi-dataset/xtts_v2``) or
@@ -132,6 +133,7 @@ def handle(voice: LoadedVoice, request: dict, workdir: Path) -> tuple[dict, str]
     pieces: list[np.ndarray] = []
     spans: list[list[int]] = []
     cursor = 0
+    torch.manual_seed(int(request.get("seed", 0)))
     with torch.inference_mode(), autocast:
         for number, chunk in enumerate(chunks):
             if number:

@@ -19,9 +19,9 @@ from typing import Annotated, Any, ClassVar, Generic, Literal, NamedTuple, TypeV
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from podforge.errors import ConfigError
-from podforge.timing import Alignment, SpeakerAlignment
+from podforge.timing import Alignment, SpeakerAlignment, WordTiming
 
-EngineKind = Literal["speech", "music", "video", "avatar"]
+EngineKind = Literal["speech", "music", "video", "avatar", "asr"]
 Device = Literal["cpu", "cuda"]
 
 
@@ -150,6 +150,20 @@ class AvatarResult(BaseModel):
     notes: dict[str, str] = Field(default_factory=dict, description="what the engine decided (downscaled portrait, chunks…)")
 
 
+class AsrRequest(BaseModel):
+    """Transcribe one clip (the speech QA step)."""
+
+    audio: Path
+    language: str = "en"
+
+
+class AsrResult(BaseModel):
+    text: str
+    words: list[WordTiming] = Field(description="what was heard when, relative to the clip start")
+    language: str
+    model: str = Field(description="the recogniser model that heard it")
+
+
 class KindTypes(NamedTuple):
     request: type[BaseModel]
     result: type[BaseModel]
@@ -160,6 +174,7 @@ KINDS: dict[str, KindTypes] = {
     "music": KindTypes(MusicRequest, MusicResult),
     "video": KindTypes(VideoRequest, VideoResult),
     "avatar": KindTypes(AvatarRequest, AvatarResult),
+    "asr": KindTypes(AsrRequest, AsrResult),
 }
 """Every engine kind, with the request it takes and the result it gives (subclasses may add fields)."""
 
@@ -194,6 +209,8 @@ class Engine(ABC, Generic[RequestT, ResultT]):
     Request: ClassVar[type[BaseModel]]
     Result: ClassVar[type[BaseModel]]
     Settings: ClassVar[type[EngineSettings]] = EngineSettings
+    retakes: ClassVar[bool] = False
+    """Speech engines: True when ``SpeechRequest.take`` changes the output (new noise), so QA may retake a line."""
 
     def __init__(self, settings: EngineSettings | dict[str, Any] | None = None):
         self.settings = settings if isinstance(settings, self.Settings) else validate_settings(type(self), dict(settings or {}), f"engines.{self.name}.settings")
@@ -202,6 +219,11 @@ class Engine(ABC, Generic[RequestT, ResultT]):
     def resources_for(cls, settings: Any) -> Resources:
         """Resources needed with these settings (a GPU engine may say ``cpu`` when asked to)."""
         return Resources()
+
+    @classmethod
+    def hears(cls, settings: Any, language: str) -> bool:
+        """ASR engines: whether the model understands ``language`` (else the speech QA step is skipped)."""
+        return True
 
     @classmethod
     def doctor_checks(cls, settings: Any) -> list[DoctorFinding]:

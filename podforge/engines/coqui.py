@@ -90,6 +90,7 @@ class CoquiEngine(Engine[SpeechRequest, SpeechResult]):
     Request = SpeechRequest
     Result = SpeechResult
     Settings = CoquiSettings
+    retakes = True  # the runner seeds torch with the take number: a QA retake samples anew
     settings: CoquiSettings
 
     @classmethod
@@ -106,7 +107,7 @@ class CoquiEngine(Engine[SpeechRequest, SpeechResult]):
         if not sentences:
             raise EngineError(f"nothing to say in {request.text[:40]!r}", field="text")
         spoken = [normalize_text(sentence, language) if settings.normalize else sentence for sentence in sentences]
-        runner_request = {"chunks": spoken, "language": language, "pause_s": SENTENCE_PAUSE_S}
+        runner_request = {"chunks": spoken, "language": language, "pause_s": SENTENCE_PAUSE_S, "seed": request.take}
         response = run_in_env(ENV, self.name, settings.model_dump(mode="json"), runner_request, workdir, timeout_s=settings.timeout_s)
         wav = Path(response.result["wav"])
         audio, sample_rate = soundfile.read(wav, dtype="float32", always_2d=False)
