@@ -8,7 +8,8 @@ Settings: ``model`` (``facebook/musicgen-small|medium|large|melody`` from the Hu
 local folder saved with ``save_pretrained``), ``guidance_scale`` (3.0), ``temperature`` (1.0), ``top_k``
 (250), ``window_s`` (30: the longest stretch generated at once, as the models were trained),
 ``overlap_s`` (5: audio carried into the next window as its prompt), ``device`` (``cuda``, the default,
-or ``cpu``) and ``fp16`` (default true; CUDA only).
+or ``cpu``), ``fp16`` (default true; CUDA only) and ``adapter`` (a folder saved by peft's ``save_pretrained``:
+a LoRA trained on the decoder by ``train_runner.py``; it is merged into the decoder's weights at load).
 
 Length arithmetic: one window of ``n`` new tokens decodes to ``n - (codebooks - 1)`` codec frames (the
 codebooks are offset by one step each), at ``frame_rate`` (50) frames per second. A bed longer than one
@@ -129,6 +130,20 @@ class LoadedModel:
         self.fp16 = self.device == "cuda" and bool(settings.get("fp16", True))
         self.name = str(settings.get("model", "facebook/musicgen-small"))
         self.model, self.processor = load_model(self.name, self.device, self.fp16)
+        self.adapter = settings.get("adapter") or None
+        if self.adapter:
+            self.model.decoder = merge_adapter(self.model.decoder, str(self.adapter))
+
+
+def merge_adapter(decoder, adapter: str):
+    """The decoder with a LoRA adapter (peft ``save_pretrained`` folder) merged into its weights."""
+    from peft import PeftModel
+
+    if not (Path(adapter) / "adapter_config.json").is_file():
+        raise RuntimeError(f"LoRA adapter folder {adapter} has no adapter_config.json (train one with `podforge train-music`)")
+    merged = PeftModel.from_pretrained(decoder, adapter).merge_and_unload()
+    print(f"musicgen: LoRA adapter {adapter} merged into the decoder", flush=True)
+    return merged.eval()
 
 
 def load(engine: str, settings: dict) -> LoadedModel:
@@ -146,9 +161,9 @@ def handle(loaded: LoadedModel, request: dict, workdir: Path) -> tuple[dict, str
     audio, segments = generate_long(generator, samples, float(settings.get("window_s", 30.0)), float(settings.get("overlap_s", 5.0)))
     wav_path = workdir / "generated.wav"
     write_wav(wav_path, audio[:samples], generator.sample_rate)
-    result = {"wav": str(wav_path), "sample_rate": generator.sample_rate, "duration_s": samples / generator.sample_rate, "segments": segments, "model": loaded.name, "fp16": loaded.fp16}
+    result = {"wav": str(wav_path), "sample_rate": generator.sample_rate, "duration_s": samples / generator.sample_rate, "segments": segments, "model": loaded.name, "fp16": loaded.fp16, "adapter": loaded.adapter}
     return result, loaded.device
 
 
 if __name__ == "__main__":
-    serve(load, handle, report_versions=("torch", "transformers"))
+    serve(load, handle, report_versions=("torch", "transformers", "peft"))
