@@ -19,6 +19,7 @@ from rich.table import Table
 from podforge.envs_cli import envs_app, estimate_command
 from podforge.errors import PodforgeError
 from podforge.prefect_env import configure_prefect_environment, ensure_prefect_home
+from podforge.training_cli import adapters_app, train_music_command
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Podforge: scripts in, publishable podcast episodes out.")
 console = Console(stderr=True)
@@ -31,12 +32,17 @@ def _commands() -> None:
 
 app.add_typer(envs_app, name="envs", help="Isolated engine environments: build, list, prune, doctor.")
 app.command("estimate")(estimate_command)
+app.command("train-music")(train_music_command)
+app.add_typer(adapters_app, name="adapters", help="LoRA adapters made by train-music: list.")
 
 
 def _engine_overrides(speech: str | None, music: str | None, video: str | None) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
     if speech:
         overrides["speech"] = speech
+    if music and ":" in music:  # ENGINE:ADAPTER, e.g. musicgen:my-style (a LoRA from `podforge train-music`)
+        music, adapter = music.split(":", 1)
+        overrides["engines"] = {music: {"settings": {"adapter": adapter}}}
     if music or video:
         overrides["use"] = {k: v for k, v in (("music", music), ("video", video)) if v}
     return overrides
@@ -62,7 +68,7 @@ def run(
     config: Annotated[list[Path], typer.Option("--config", "-c", help="extra YAML config, merged over the defaults")] = [],  # noqa: B006
     out: Annotated[Path, typer.Option("--out", "-o", help="output directory")] = Path("output"),
     speech: Annotated[str | None, typer.Option(help="voice preset for every host (e.g. joe, vits-tiny-local)")] = None,
-    music: Annotated[str | None, typer.Option(help="music engine (e.g. procedural, musicgen)")] = None,
+    music: Annotated[str | None, typer.Option(help="music engine (e.g. procedural, musicgen), or musicgen:STYLE for a trained LoRA adapter")] = None,
     video: Annotated[str | None, typer.Option(help="video engine (e.g. audiogram, portrait)")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Prefect's logs")] = False,
 ) -> None:

@@ -74,10 +74,43 @@ class EngineRate(Strict):
     source: str = ""
 
 
+class TrainingRow(Strict):
+    """One row of the fine-tuning notes' table: hours of audio, hours of training on the reference GPU."""
+
+    audio_hours: float = Field(gt=0)
+    low: float = Field(ge=0)
+    high: float = Field(ge=0)
+    source: str = ""
+
+
+class TrainingGpu(Strict):
+    price: str = Field(description="the gpus: entry it is priced as")
+    speed: float = Field(default=1.0, gt=0, description="times faster than the reference GPU")
+    steps_per_second: float | None = Field(default=None, gt=0, description="measured optimizer steps per second, if known")
+
+
+class TrainingRates(Strict):
+    reference_gpu: str
+    table: list[TrainingRow] = Field(min_length=1)
+    gpus: dict[str, TrainingGpu]
+
+    def reference_hours(self, audio_hours: float) -> Span:
+        """Training hours on the reference GPU: the table interpolated, proportional beyond its ends."""
+        rows = sorted(self.table, key=lambda row: row.audio_hours)
+        points = [(0.0, 0.0, 0.0)] + [(row.audio_hours, row.low, row.high) for row in rows]
+        for (x0, lo0, hi0), (x1, lo1, hi1) in zip(points, points[1:]):
+            if audio_hours <= x1:
+                t = (audio_hours - x0) / (x1 - x0)
+                return Span(low=lo0 + t * (lo1 - lo0), high=hi0 + t * (hi1 - hi0))
+        last = rows[-1]
+        return Span(low=last.low, high=last.high).times(audio_hours / last.audio_hours)
+
+
 class Pricing(Strict):
     gpus: dict[str, GpuPrice]
     engines: dict[str, EngineRate]
     defaults: dict[OutputKind, str]
+    training: TrainingRates | None = None
 
     @model_validator(mode="after")
     def _defaults_exist(self) -> Pricing:
@@ -164,6 +197,59 @@ def estimate(
         gpu_name=price.name,
         usd_per_hour=price.usd_per_hour,
         gpu_minutes_per_minute=rate,
+        gpu_hours=gpu_hours,
+        cost_usd=gpu_hours.times(price.usd_per_hour),
+        source=source,
+    )
+
+
+class TrainingEstimate(BaseModel):
+    """What training on ``audio_hours`` of music costs on one GPU."""
+
+    gpu: str
+    gpu_name: str
+    usd_per_hour: float
+    audio_hours: float
+    table_hours: Span = Field(description="from the notes' table, scaled by the GPU's speed")
+    steps: int | None = None
+    steps_per_second: float | None = None
+    step_hours: float | None = Field(default=None, description="steps / steps_per_second, where a rate is known")
+    gpu_hours: Span
+    cost_usd: Span
+    source: str
+
+
+def estimate_training(audio_hours: float, gpu: str, *, steps: int | None = None, steps_per_second: float | None = None, pricing: Pricing | None = None) -> TrainingEstimate:
+    """GPU hours and cost of a LoRA training on ``audio_hours`` of audio on ``gpu`` (a ``training.gpus`` key).
+
+    With a steps-per-second rate (given, e.g. measured in a training report, or configured for the GPU)
+    and the job's ``steps``, the hours are ``steps / rate``; otherwise the notes' table, scaled by speed.
+    """
+    pricing = pricing or load_pricing()
+    rates = pricing.training
+    if rates is None:
+        raise ConfigError("no training: section (the fine-tuning notes' table)", file=PRICING_FILE, field="training")
+    if gpu not in rates.gpus:
+        raise ConfigError(f"unknown training GPU {gpu!r}; priced for training: {', '.join(rates.gpus)}", file=PRICING_FILE, field="training.gpus")
+    entry = rates.gpus[gpu]
+    price = gpu_price(entry.price, pricing)
+    table = rates.reference_hours(audio_hours).times(1 / entry.speed)
+    rate = steps_per_second or entry.steps_per_second
+    if rate and steps:
+        hours = steps / rate / 3600
+        gpu_hours, source = Span(low=hours, high=hours), f"{steps} steps at {rate:g} steps/s ({'given' if steps_per_second else 'configured'})"
+    else:
+        gpu_hours = table
+        source = f"the notes' table for the {rates.reference_gpu}" + ("" if entry.speed == 1 else f", / {entry.speed:g} for the {gpu} (assumed speed)")
+    return TrainingEstimate(
+        gpu=gpu,
+        gpu_name=price.name,
+        usd_per_hour=price.usd_per_hour,
+        audio_hours=audio_hours,
+        table_hours=table,
+        steps=steps,
+        steps_per_second=rate,
+        step_hours=gpu_hours.low if rate and steps else None,
         gpu_hours=gpu_hours,
         cost_usd=gpu_hours.times(price.usd_per_hour),
         source=source,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -79,20 +80,41 @@ def doctor_command() -> None:
     for env in report.envs:
         for finding in env.findings:
             table.add_row(f"{env.name}\n({env.state})", LEVEL_STYLE[finding.level], finding.line())
+    for level, message in _training_findings():
+        table.add_row("train-music", LEVEL_STYLE[level], message)
     console.print(table)
     if any(f.level == "error" for env in report.envs for f in env.findings):
         raise typer.Exit(1)
 
 
+def _training_findings() -> list[tuple[str, str]]:
+    """Whether the configured training job (configs/training.yaml) fits this machine's GPUs."""
+    from podforge.gpu import list_gpus
+    from podforge.training.settings import load_training_settings
+    from podforge.training.vram import fit_findings
+
+    try:
+        return fit_findings(load_training_settings(), list_gpus())
+    except PodforgeError as exc:
+        return [("warn", exc.one_line())]
+
+
 def estimate_command(
     tracks: Annotated[int, typer.Option(help="music tracks to make")] = 0,
     minutes: Annotated[float, typer.Option(help="length of each track or video, in minutes")] = 3.0,
-    gpu: Annotated[str, typer.Option(help="a GPU from configs/pricing.yaml (t4, a10g, v100, a100, ...) or a price per hour")] = "t4",
+    gpu: Annotated[str | None, typer.Option(help="a GPU from configs/pricing.yaml (t4, a10g, v100, a100, ...) or a price per hour; with --train: rtx3060, a40 or a100")] = None,
     videos: Annotated[int, typer.Option(help="videos to make")] = 0,
     music_rate: Annotated[float | None, typer.Option(help="measured GPU-minutes per minute of music (default: pricing.yaml)")] = None,
     video_rate: Annotated[float | None, typer.Option(help="measured GPU-minutes per minute of video (default: pricing.yaml)")] = None,
+    train: Annotated[Path | None, typer.Option("--train", help="a dataset folder: estimate training a LoRA on it (podforge train-music)")] = None,
+    steps_per_second: Annotated[float | None, typer.Option(help="with --train: measured optimizer steps per second (the training report shows it)")] = None,
+    config: Annotated[list[Path], typer.Option("--config", "-c", help="with --train: YAML with a train_music: section")] = [],  # noqa: B006
 ) -> None:
     """Estimate GPU hours and cost, the way the reference notes do (100 tracks x 5 GPU-min = 8.3 h)."""
+    if train is not None:
+        _estimate_training(train, gpu or "rtx3060", steps_per_second, config)
+        return
+    gpu = gpu or "t4"
     try:
         rows = [cost.estimate(tracks, minutes, gpu, "music", per_minute_gpu_minutes=music_rate)] if tracks else []
         rows += [cost.estimate(videos, minutes, gpu, "video", per_minute_gpu_minutes=video_rate)] if videos else []
@@ -119,6 +141,35 @@ def estimate_command(
     for row in rows:
         console.print(f"[dim]{row.engine}: {row.source}[/]", highlight=False)
     console.print(_compare_gpus(rows))
+
+
+def _estimate_training(dataset_dir: Path, gpu: str, steps_per_second: float | None, config: list[Path]) -> None:
+    """Training hours and cost on ``gpu``, then the same job on every GPU priced for training."""
+    from podforge.training.estimate import estimate_dataset
+    from podforge.training.settings import load_training_settings
+
+    try:
+        settings = load_training_settings(config)
+        size, chosen = estimate_dataset(dataset_dir, gpu, settings, steps_per_second)
+        others = [cost.estimate_training(size.hours, name, steps=size.steps) for name in (cost.load_pricing().training.gpus if cost.load_pricing().training else {})]
+    except PodforgeError as exc:
+        _fail(exc)
+    console.print(
+        f"{dataset_dir}: {size.files} files, {size.hours * 60:.1f} min of audio ({size.hours:.2f} h) -> about {size.clips} clips, "
+        f"{size.steps} optimizer steps ({settings.optim.epochs} epochs, batch {settings.optim.batch_size} x {settings.optim.gradient_accumulation})",
+        highlight=False,
+    )
+    table = Table("GPU", "$ per GPU-hour", "GPU hours", "cost", "from", title=f"LoRA training of {settings.base}")
+    for row in [chosen, *(other for other in others if other.gpu != chosen.gpu)]:
+        table.add_row(
+            f"{row.gpu}: {row.gpu_name}",
+            f"{row.usd_per_hour:.3f}",
+            _span(row.gpu_hours.low, row.gpu_hours.high, "{:.2f}"),
+            _span(row.cost_usd.low, row.cost_usd.high, "${:,.2f}"),
+            row.source,
+            style="bold" if row is chosen else None,
+        )
+    console.print(table)
 
 
 def _compare_gpus(rows: list[cost.Estimate]) -> Table:

@@ -4,7 +4,9 @@ Settings (``engines.musicgen.settings``): ``model`` (``facebook/musicgen-small|m
 the Hugging Face cache, or a folder saved with ``save_pretrained``; a relative folder is read under
 ``$PODFORGE_HOME/models``), ``loop_s`` (the bed's length when the request names none: 30),
 ``guidance_scale``, ``temperature``, ``top_k``, ``window_s``, ``overlap_s``, ``crossfade_s``, ``device``,
-``fp16`` and ``vram_gb``; ``external/musicgen/runner.py`` says how beds longer than one window are made.
+``fp16``, ``vram_gb`` and ``adapter`` (a LoRA made by ``podforge train-music --name STYLE``: the style's
+name, read from ``$PODFORGE_HOME/adapters/STYLE``; see :func:`pin_adapter`); ``external/musicgen/runner.py``
+says how beds longer than one window are made.
 
 The bed loops without a click: the runner generates ``crossfade_s`` (1 s) more than asked, and that extra
 tail is crossfaded (equal power) over the bed's start, so when the bed repeats its last sample is followed
@@ -16,6 +18,7 @@ them (transformers) is Apache-2.0.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from pathlib import Path
 from typing import Literal
@@ -24,10 +27,10 @@ import numpy as np
 import soundfile
 from pydantic import Field, field_validator, model_validator
 
-from podforge.config import models_dir
-from podforge.engines.base import Engine, EngineSettings, MusicRequest, MusicResult, Resources
+from podforge.config import models_dir, podforge_home
+from podforge.engines.base import Engine, EngineSpec, MusicRequest, MusicResult, Resources
 from podforge.errors import EngineError
-from podforge.io import atomic_path
+from podforge.io import atomic_path, sha256_file
 from podforge.runner import run_in_env
 
 ENV = "musicgen"
@@ -78,6 +81,48 @@ class MusicGenSettings(EngineSettings):
         return self
 
 
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+"""The files of a peft LoRA that change what it generates (hashed for the cache key)."""
+
+
+def adapters_dir() -> Path:
+    """Where ``podforge train-music`` publishes adapters, one folder per style name."""
+    return podforge_home() / "adapters"
+
+
+def adapter_sha256(folder: Path) -> str:
+    """sha256 over the adapter's configuration and weights (names and contents)."""
+    digest = hashlib.sha256()
+    for name in ADAPTER_FILES:
+        digest.update(f"{name}\n{sha256_file(folder / name)}\n".encode())
+    return digest.hexdigest()
+
+
+def find_adapter(name: str, field: str = "engines.musicgen.settings.adapter") -> Path:
+    """The folder of adapter ``name`` (a style name under :func:`adapters_dir`, or a folder path)."""
+    folder = Path(name).expanduser() if ("/" in name or name.startswith(".")) else adapters_dir() / name
+    if not all((folder / file).is_file() for file in ADAPTER_FILES):
+        known = sorted(p.name for p in adapters_dir().glob("*") if (p / ADAPTER_FILES[0]).is_file()) if adapters_dir().is_dir() else []
+        raise EngineError(
+            f"no LoRA adapter {name!r} (looked in {folder}); train one with `podforge train-music DATASET_DIR --name {Path(name).name}`"
+            + (f"; adapters here: {', '.join(known)}" if known else ""),
+            field=field,
+        )
+    return folder.resolve()
+
+
+def pin_adapter(spec: EngineSpec) -> EngineSpec:
+    """``spec`` with its ``adapter`` name pinned to the adapter's content: ``adapter_sha256`` joins the settings.
+
+    The settings are part of every cache key, so a retrained adapter of the same name makes new beds.
+    """
+    name = spec.settings.get("adapter")
+    if not name or spec.impl.split(":")[0] != __name__:
+        return spec
+    folder = find_adapter(str(name), field=f"engines.{spec.name}.settings.adapter")
+    return spec.model_copy(update={"settings": {**spec.settings, "adapter": str(name), "adapter_sha256": adapter_sha256(folder)}})
+
+
 class MusicGenEngine(Engine[MusicRequest, MusicResult]):
     name = "musicgen"
     kind = "music"
@@ -111,6 +156,10 @@ class MusicGenEngine(Engine[MusicRequest, MusicResult]):
             loopable=True,
             description=f"MusicGen ({Path(str(settings.model)).name}, {response.device}): {request.prompt!r}, seed {request.seed}, {result['segments']} window(s)",
         )
+
+
+def adapter_note(adapter: str | None, settings: dict[str, Any]) -> str:
+    return f" + LoRA {Path(str(adapter)).name} sha256:{settings['adapter_sha256'][:12]}" if adapter else ""
 
 
 def make_loop(audio: np.ndarray, samples: int) -> np.ndarray:

@@ -1,0 +1,278 @@
+"""The work behind the ``train-music`` flow's tasks, one function per step (the tasks stay thin).
+
+Label estimates and EnCodec codes are cached by content under ``$PODFORGE_HOME/cache``: a clip is
+analysed and encoded once, whatever run or dataset it appears in. A training run lives in
+``$PODFORGE_HOME/training/<style>/<run key>/`` (the key covers the dataset's hash, the base model's
+identity and the training settings), so re-running the same job resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from podforge.config import GpuSettings, podforge_home
+from podforge.cost import price_gpu_seconds
+from podforge.engines.base import EngineSpec, Resources
+from podforge.engines.musicgen import ENV, model_location
+from podforge.errors import ConfigError, EngineError
+from podforge.gpu import GpuUsage, gpu_step, list_gpus, resolve_device
+from podforge.io import sha256_file, write_text_atomic
+from podforge.runner import run_in_env, step_logger
+from podforge.training.dataset import DatasetManifest
+from podforge.training.prepare import Clip
+from podforge.training.settings import DatasetSpec, TrainingSettings
+from podforge.training.vram import VramNeed, vram_need
+
+TRAIN_RUNNER = "train_runner.py"
+ProgressCallback = Callable[[dict[str, Any]], None]
+
+
+def cache_dir(kind: str) -> Path:
+    return podforge_home() / "cache" / kind
+
+
+def licence_gate(spec: DatasetSpec, dataset_dir: Path, i_have_the_rights: bool) -> str | None:
+    """Refuse ``copyrighted`` without the explicit flag; a warning (returned) for ``purchased``."""
+    where = Path(dataset_dir) / "dataset.yaml"
+    if spec.licence == "copyrighted" and not i_have_the_rights:
+        raise ConfigError(
+            "licence: copyrighted: training on copyrighted music may violate copyright; pass --i-have-the-rights only if you hold "
+            "the rights or a licence to train on it",
+            file=where,
+            field="licence",
+        )
+    if spec.licence == "purchased":
+        return (
+            f"{where}: licence: purchased: buying music usually grants personal listening, not training; personal use may be a grey "
+            "area and distributing the adapter or its output may not be allowed"
+        )
+    if spec.licence == "copyrighted":
+        return f"{where}: licence: copyrighted: trained because --i-have-the-rights was given; this is recorded in the model card"
+    return None
+
+
+def base_identity(base: str) -> str:
+    """What identifies the base model's weights: a folder's files by content, or the Hub id and cached revision."""
+    location = Path(model_location(base))
+    if location.is_dir():
+        digest = hashlib.sha256()
+        for path in sorted(p for p in location.rglob("*") if p.is_file()):
+            digest.update(f"{path.relative_to(location)}\n{sha256_file(path)}\n".encode())
+        return digest.hexdigest()
+    from os import environ
+
+    hub = Path(environ.get("HF_HUB_CACHE") or Path(environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub")
+    ref = hub / f"models--{base.replace('/', '--')}" / "refs" / "main"
+    revision = ref.read_text(encoding="utf-8").strip() if ref.is_file() else "unknown-revision"
+    return hashlib.sha256(f"{base}@{revision}".encode()).hexdigest()
+
+
+# --- labels ---------------------------------------------------------------------------------------------
+
+
+def estimate_labels(clips: list[Clip], workdir: Path) -> dict[str, dict[str, Any]]:
+    """Tempo, key and loudness per clip hash, from the training environment (cached per clip)."""
+    cache = cache_dir("labels")
+    found: dict[str, dict[str, Any]] = {}
+    missing = []
+    for clip in clips:
+        cached = cache / f"{clip.sha256}.json"
+        if cached.is_file():
+            found[clip.sha256] = json.loads(cached.read_text(encoding="utf-8"))
+        elif clip.sha256 not in {c.sha256 for c in missing}:
+            missing.append(clip)
+    if missing:
+        response = run_in_env(ENV, "musicgen-label", {}, {"clips": [{"wav": str(c.wav)} for c in missing]}, workdir, runner_module=TRAIN_RUNNER)
+        for clip, labels in zip(missing, response.result["labels"], strict=True):
+            write_text_atomic(cache / f"{clip.sha256}.json", json.dumps(labels))
+            found[clip.sha256] = labels
+    return found
+
+
+# --- encoding -------------------------------------------------------------------------------------------
+
+
+class EncodedDataset(BaseModel):
+    """Codes per clip hash (``.npy`` files in the content cache)."""
+
+    base_identity: str
+    codes: dict[str, Path]
+
+    def __cache_content__(self) -> Any:
+        return {"base": self.base_identity, "clips": sorted(self.codes)}
+
+
+def encode(manifest: DatasetManifest, settings: TrainingSettings, device: str, workdir: Path) -> EncodedDataset:
+    identity = base_identity(settings.base)
+    folder = cache_dir("encodec") / identity[:24]
+    codes = {clip.sha256: folder / f"{clip.sha256}.npy" for clip in manifest.clips}
+    todo = {clip.sha256: clip for clip in manifest.clips if not codes[clip.sha256].is_file()}
+    if todo:
+        runner_settings = {"model": model_location(settings.base), "device": device, "fp16": settings.optim.fp16}
+        request = {"clips": [{"wav": str(clip.wav), "codes": str(codes[sha])} for sha, clip in todo.items()]}
+        run_in_env(ENV, "musicgen-encode", runner_settings, request, workdir, timeout_s=settings.timeout_s, runner_module=TRAIN_RUNNER)
+    step_logger().info("encode: %d clips, %d encoded now, %d from the cache", len(codes), len(todo), len(codes) - len(todo))
+    return EncodedDataset(base_identity=identity, codes=codes)
+
+
+# --- training -------------------------------------------------------------------------------------------
+
+
+class TrainResult(BaseModel):
+    name: str
+    run_dir: Path
+    adapter_dir: Path
+    device: str
+    steps: int
+    total_steps: int
+    steps_this_run: int
+    resumed_from_step: int
+    epochs_done: int
+    stopped_early: bool
+    history: list[dict[str, Any]]
+    best_val: float | None
+    train_seconds: float = Field(description="seconds spent training, over every run that contributed (resumes included)")
+    wall_seconds: float = Field(description="this run of the task, model loading included")
+    trainable_parameters: int
+    vram: VramNeed
+    gpu: GpuUsage = Field(default_factory=GpuUsage)
+    price_as: str
+    cost_usd: float = 0.0
+    settings: dict[str, Any]
+
+    @property
+    def steps_per_second(self) -> float:
+        return self.steps_this_run / self.train_seconds if self.train_seconds else 0.0
+
+
+def run_key(manifest: DatasetManifest, encoded: EncodedDataset, settings: TrainingSettings) -> str:
+    payload = json.dumps([manifest.dataset_sha256, encoded.base_identity, settings.runner_settings()], sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def training_spec(settings: TrainingSettings, gpu: GpuSettings) -> EngineSpec:
+    """The training job as an engine step: its VRAM need holds GPU slots; no GPU falls back to the CPU."""
+    need = vram_need(settings)
+    spec = EngineSpec(
+        name="musicgen-train",
+        impl=f"external/{ENV}/{TRAIN_RUNNER}",
+        kind="music",
+        version="1",
+        settings={"model": model_location(settings.base), "device": settings.device, "fp16": settings.optim.fp16},
+        resources=Resources(device=settings.device, vram_gb=need.total_gb if settings.device == "cuda" else 0.0, env=ENV, cpu_fallback=True),
+    )
+    return resolve_device(spec, gpu.model_copy(update={"cpu_fallback": True}), list_gpus())
+
+
+def train(
+    name: str, manifest: DatasetManifest, encoded: EncodedDataset, settings: TrainingSettings, gpu: GpuSettings, on_progress: ProgressCallback | None = None
+) -> TrainResult:
+    """Train (or resume) the LoRA; follow its progress file while it runs; price the GPU time it used."""
+    run_dir = podforge_home() / "training" / name / run_key(manifest, encoded, settings)[:16]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    spec = training_spec(settings, gpu)
+    clips = [
+        {"id": clip.id, "codes": str(encoded.codes[clip.sha256]), "description": clip.description(), "split": clip.split}
+        for clip in manifest.clips
+    ]
+    request = {"clips": clips, "run_dir": str(run_dir), "settings": settings.runner_settings()}
+    started = time.perf_counter()
+    with follow_progress(run_dir / "progress.jsonl", on_progress), gpu_step(spec, gpu) as telemetry:
+        response = run_in_env(ENV, spec.name, spec.settings, request, run_dir, timeout_s=settings.timeout_s, runner_module=TRAIN_RUNNER)
+    result = response.result
+    price_as = settings.price_as or gpu.price_as
+    usage = telemetry.usage
+    return TrainResult(
+        name=name,
+        run_dir=run_dir,
+        adapter_dir=Path(result["adapter"]),
+        device=response.device,
+        steps=result["steps"],
+        total_steps=result["total_steps"],
+        steps_this_run=result["steps_this_run"],
+        resumed_from_step=result["resumed_from_step"],
+        epochs_done=result["epochs_done"],
+        stopped_early=result["stopped_early"],
+        history=result["history"],
+        best_val=result["best_val"],
+        train_seconds=result["train_seconds"],
+        wall_seconds=round(time.perf_counter() - started, 3),
+        trainable_parameters=result["trainable_parameters"],
+        vram=vram_need(settings),
+        gpu=usage,
+        price_as=price_as,
+        cost_usd=round(price_gpu_seconds(usage.gpu_seconds, price_as), 6) if usage.gpu_seconds else 0.0,
+        settings=settings.model_dump(mode="json"),
+    )
+
+
+def read_progress(path: Path) -> list[dict[str, Any]]:
+    """The events of a run's ``progress.jsonl`` (a line still being written is skipped)."""
+    if not path.is_file():
+        return []
+    events = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        with contextlib.suppress(ValueError):
+            events.append(json.loads(line))
+    return events
+
+
+@contextlib.contextmanager
+def follow_progress(path: Path, on_progress: ProgressCallback | None, interval_s: float = 1.0) -> Iterator[None]:
+    """Call ``on_progress`` with each new event of ``path`` while the block runs (and once more at its end)."""
+    if on_progress is None:
+        yield
+        return
+    import contextvars
+    import threading
+
+    stop = threading.Event()
+    seen = len(read_progress(path))
+
+    def deliver() -> None:
+        nonlocal seen
+        events = read_progress(path)
+        for event in events[seen:]:
+            on_progress(event)
+        seen = len(events)
+
+    def watch() -> None:
+        while not stop.wait(interval_s):
+            deliver()
+
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(watch,), name="train-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        deliver()
+
+
+# --- publishing -----------------------------------------------------------------------------------------
+
+
+def replace_folder(staged: Path, final: Path) -> None:
+    """Put ``staged`` where ``final`` is, replacing it with two renames (never a half-written folder)."""
+    if final.exists():
+        old = final.with_name(f".old-{final.name}-{int(time.time() * 1000)}")
+        final.rename(old)
+        staged.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        staged.rename(final)
+
+
+def check_trainable(manifest: DatasetManifest) -> None:
+    if not manifest.split("train"):
+        raise EngineError(f"no usable clips in {manifest.source_dir}: every file was dropped (see the dataset report)", field="dataset")
