@@ -1,7 +1,7 @@
 """``podforge serve``: a local Prefect server with Podforge's deployments and a worker, in one command.
 
 It starts ``prefect server`` on loopback, creates the ``process`` work pool and the GPU concurrency
-limits, deploys ``prefect.yaml``'s ``episode`` and ``nightly`` deployments, starts a worker and prints
+limits, deploys ``prefect.yaml``'s ``episode``, ``nightly`` and ``train-music`` deployments, starts a worker and prints
 the UI's address. Ctrl-C (or SIGTERM) stops the worker and the server it started, each in its own
 process group, so flow runs the worker spawned stop with it. Logs go to ``PODFORGE_HOME/logs``.
 """
@@ -52,12 +52,12 @@ def serve(host: str = "127.0.0.1", port: int = 4200, pool: str = DEFAULT_POOL, t
         server = group.start("server", prefect_command("server", "start", "--host", host, "--port", str(port)), env, logs / "server.log")
         wait_until_healthy(api_url, server, logs / "server.log")
         create_work_pool_and_limits(api_url, pool)
-        for name, options in (("episode", []), ("nightly", ["--timezone", timezone])):
+        for name, options in (("episode", []), ("nightly", ["--timezone", timezone]), ("train-music", [])):
             say(f"deploying {name}")
             run_prefect(["--no-prompt", "deploy", "--name", name, "--pool", pool, *options], env, what=f"deploying {name}")
         say(f"starting a worker for pool {pool} (log: {logs / 'worker.log'})")
         group.start("worker", prefect_command("worker", "start", "--pool", pool, "--type", "process"), env, logs / "worker.log")
-        say(f"Prefect UI: http://{host}:{port}  (deployments: episode, nightly; Ctrl-C stops everything)")
+        say(f"Prefect UI: http://{host}:{port}  (deployments: episode, nightly, train-music; Ctrl-C stops everything)")
         group.wait_for_any_exit()
         raise ServeError(f"the Prefect {group.exited_name()} stopped unexpectedly; see {logs}")
     except Stopped:
