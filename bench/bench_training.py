@@ -47,7 +47,7 @@ def main() -> None:
     from podforge import envs
     from podforge.runner import run_in_env
     from podforge.training.pipeline import read_progress
-    from podforge.training.settings import load_training_settings
+    from podforge.config import load_config
     from tiny_models import make_tiny_musicgen
 
     home = Path(os.environ["PODFORGE_HOME"])
@@ -63,9 +63,10 @@ def main() -> None:
         soundfile.write(wav, audio.astype(np.float32), rate, subtype="PCM_16")
         clips.append({"wav": str(wav), "codes": str(home / "codes" / f"clip{number}.npy")})
     runner_settings = {"model": str(model), "device": "cpu"}
-    run_in_env("musicgen", "musicgen-encode", runner_settings, {"clips": clips}, home / "encode", runner_module="train_runner.py")
+    run_in_env("musicgen", "musicgen-encode", runner_settings, {"clips": clips}, home / "encode", runner_file="train_runner.py")
 
-    base = load_training_settings(overrides={"device": "cpu", "optim": {"epochs": args.epochs, "gradient_accumulation": 1}, "checkpoints": {"every_steps": 1000}})
+    overrides = {"device": "cpu", "optim": {"epochs": args.epochs, "gradient_accumulation": 1}, "checkpoints": {"every_steps": 1000}}
+    base = load_config(overrides={"train_music": overrides}).train_music
     rows = []
     for name, changes in VARIANTS.items():
         settings = {**base.runner_settings(), **changes}
@@ -75,7 +76,7 @@ def main() -> None:
             "settings": settings,
         }
         started = time.perf_counter()
-        result = run_in_env("musicgen", "musicgen-train", runner_settings, request, home / "train", runner_module="train_runner.py").result
+        result = run_in_env("musicgen", "musicgen-train", runner_settings, request, home / "train", runner_file="train_runner.py").result
         wall = time.perf_counter() - started
         steps = [e for e in read_progress(Path(request["run_dir"]) / "progress.jsonl") if e["event"] == "step"]
         per_step = statistics.median(e["seconds"] for e in steps[1:]) if len(steps) > 1 else steps[0]["seconds"]

@@ -40,9 +40,6 @@ def _engine_overrides(speech: str | None, music: str | None, video: str | None) 
     overrides: dict[str, Any] = {}
     if speech:
         overrides["speech"] = speech
-    if music and ":" in music:  # ENGINE:ADAPTER, e.g. musicgen:my-style (a LoRA from `podforge train-music`)
-        music, adapter = music.split(":", 1)
-        overrides["engines"] = {music: {"settings": {"adapter": adapter}}}
     if music or video:
         overrides["use"] = {k: v for k, v in (("music", music), ("video", video)) if v}
     return overrides

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from podforge.errors import ConfigError
+from podforge.training.settings import TrainingSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO_ROOT / "configs"
@@ -42,7 +43,7 @@ class Voice(Strict):
 class EngineChoice(Strict):
     """The engine used for each step that is not chosen per voice."""
 
-    music: str = "procedural"
+    music: str = Field(default="procedural", description="ENGINE, or ENGINE:ADAPTER for a LoRA adapter (`--music musicgen:STYLE`)")
     video: str = "audiogram"
     avatar: str = Field(default="portrait", description="talking heads, used when every host has a portrait")
 
@@ -156,6 +157,7 @@ class PodforgeConfig(Strict):
     gpu: GpuSettings = Field(default_factory=GpuSettings)
     qa: QaSettings = Field(default_factory=QaSettings)
     run: RunSettings = Field(default_factory=RunSettings)
+    train_music: TrainingSettings = Field(default_factory=TrainingSettings, description="`podforge train-music`: LoRA fine-tuning of MusicGen")
     ffmpeg: str | None = Field(default=None, description="path to an ffmpeg binary; default: imageio-ffmpeg's")
     speech: str | None = Field(default=None, description="a voice preset, or a speech engine, for every host (CLI --speech)")
 

@@ -88,13 +88,13 @@ def doctor_command() -> None:
 
 
 def _training_findings() -> list[tuple[str, str]]:
-    """Whether the configured training job (configs/training.yaml) fits this machine's GPUs."""
+    """Whether the configured training job (the config's train_music: section) fits this machine's GPUs."""
+    from podforge.config import load_config
     from podforge.gpu import list_gpus
-    from podforge.training.settings import load_training_settings
     from podforge.training.vram import fit_findings
 
     try:
-        return fit_findings(load_training_settings(), list_gpus())
+        return fit_findings(load_config().train_music, list_gpus())
     except PodforgeError as exc:
         return [("warn", exc.one_line())]
 
@@ -108,7 +108,7 @@ def estimate_command(
     video_rate: Annotated[float | None, typer.Option(help="measured GPU-minutes per minute of video (default: pricing.yaml)")] = None,
     train: Annotated[Path | None, typer.Option("--train", help="a dataset folder: estimate training a LoRA on it (podforge train-music)")] = None,
     steps_per_second: Annotated[float | None, typer.Option(help="with --train: measured optimizer steps per second (the training report shows it)")] = None,
-    config: Annotated[list[Path], typer.Option("--config", "-c", help="with --train: YAML with a train_music: section")] = [],  # noqa: B006
+    config: Annotated[list[Path], typer.Option("--config", "-c", help="with --train: extra YAML config (its train_music: section)")] = [],  # noqa: B006
 ) -> None:
     """Estimate GPU hours and cost, the way the reference notes do (100 tracks x 5 GPU-min = 8.3 h)."""
     if train is not None:
@@ -145,11 +145,11 @@ def estimate_command(
 
 def _estimate_training(dataset_dir: Path, gpu: str, steps_per_second: float | None, config: list[Path]) -> None:
     """Training hours and cost on ``gpu``, then the same job on every GPU priced for training."""
+    from podforge.config import load_config
     from podforge.training.estimate import estimate_dataset
-    from podforge.training.settings import load_training_settings
 
     try:
-        settings = load_training_settings(config)
+        settings = load_config(config).train_music
         size, chosen = estimate_dataset(dataset_dir, gpu, settings, steps_per_second)
         others = [cost.estimate_training(size.hours, name, steps=size.steps) for name in (cost.load_pricing().training.gpus if cost.load_pricing().training else {})]
     except PodforgeError as exc:

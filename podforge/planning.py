@@ -16,11 +16,11 @@ from podforge.config import EpisodeTiming, GpuSettings, PodforgeConfig
 from podforge.engines.base import EngineSpec, MusicRequest
 from podforge.engines.registry import engine_class, resolve_engine
 from podforge.envs import python_for
-from podforge.errors import EngineError
+from podforge.errors import ConfigError, EngineError
 from podforge.gpu import GpuInfo
 from podforge.media.portraits import load_portrait
 from podforge.runner import step_logger
-from podforge.script import Script
+from podforge.script import EpisodeMusic, Script
 
 
 class HostPlan(BaseModel):
@@ -80,8 +80,8 @@ def plan_episode(config: PodforgeConfig, script: Script, gpus: list[GpuInfo], *,
         hosts=hosts,
         lines=[LinePlan(index=line.index, host=position_of[line.speaker], speaker=line.speaker, text=line.text, chapter=line.chapter) for line in script.lines],
         language=script.meta.language,
-        music=place(resolve_engine(config, config.use.music, "music", field="use.music"), config.gpu, gpus),
-        music_request=MusicRequest(prompt=script.meta.music or config.music.default_prompt, bars=config.music.bars, seed=config.music.seed),
+        music=place(plan_music(config, script), config.gpu, gpus),
+        music_request=MusicRequest(prompt=music_prompt(config, script), bars=config.music.bars, seed=config.music.seed),
         video=place(resolve_engine(config, config.use.video, "video", field="use.video"), config.gpu, gpus),
         avatar=place(resolve_engine(config, config.use.avatar, "avatar", field="use.avatar"), config.gpu, gpus) if portraits else None,
         asr=plan_recogniser(config, script.meta.language, gpus),
@@ -112,6 +112,35 @@ def cast_host(config: PodforgeConfig, script: Script, position: int, name: str, 
     voice_name, voice = config.voice_for(name, host.voice if host else None, position, script.source)
     spec = resolve_engine(config, voice.engine, "speech", settings=voice.settings, field=f"voices.{voice_name}.engine", settings_field=f"voices.{voice_name}.settings")
     return HostPlan(position=position, name=name, voice=voice_name, speech=place(spec, config.gpu, gpus))
+
+
+def plan_music(config: PodforgeConfig, script: Script) -> EngineSpec:
+    """The bed's engine, with its LoRA adapter if one is asked for.
+
+    The front matter's ``music: {engine, adapter}`` wins over ``use.music`` (``ENGINE`` or ``ENGINE:ADAPTER``,
+    what ``--music`` sets); an adapter alone takes the engine of ``use.music``. The engine is resolved
+    with the config's own settings first, so that a problem there is named in the config, and only then
+    with the adapter, whose problems are named where it was asked for.
+    """
+    engine, _, adapter = config.use.music.partition(":")
+    field, source = "use.music", None
+    chosen = script.meta.music
+    if isinstance(chosen, EpisodeMusic) and (chosen.engine or chosen.adapter):
+        engine, adapter = chosen.engine or engine, chosen.adapter or ""
+        field, source = "music", script.source
+    try:
+        spec = resolve_engine(config, engine, "music", field=field)
+        return resolve_engine(config, engine, "music", settings={"adapter": adapter}, field=field, settings_field=field) if adapter else spec
+    except ConfigError as exc:
+        if source is None or not (exc.field or "").startswith(field):
+            raise
+        raise ConfigError(exc.message, file=source, field=exc.field) from None
+
+
+def music_prompt(config: PodforgeConfig, script: Script) -> str:
+    chosen = script.meta.music
+    prompt = chosen.prompt if isinstance(chosen, EpisodeMusic) else chosen
+    return prompt or config.music.default_prompt
 
 
 def place(spec: EngineSpec, settings: GpuSettings, gpus: list[GpuInfo]) -> EngineSpec:

@@ -81,14 +81,14 @@ def step_logger() -> logging.Logger | logging.LoggerAdapter:
 
 
 def run_in_env(
-    env: str, engine: str, settings: dict[str, Any], request: dict[str, Any], workdir: Path, *, timeout_s: float = 3600, runner_module: str = "runner.py"
+    env: str, engine: str, settings: dict[str, Any], request: dict[str, Any], workdir: Path, *, timeout_s: float = 3600, runner_file: str = "runner.py"
 ) -> RunnerResponse:
     """Run ``engine`` in environment ``env`` on ``request``; the runner writes its files into ``workdir``.
 
-    ``runner_module`` names another runner of the same environment (e.g. ``train_runner.py``).
+    ``runner_file`` names another runner of the same environment (``train_runner.py``).
     """
     python = envs.python_for(env)
-    runner = envs.EXTERNAL_DIR / env / runner_module
+    runner = envs.EXTERNAL_DIR / env / runner_file
     if not runner.is_file():
         raise EngineError(f"environment {env!r} has no runner: {runner} is missing", field=f"engines.{engine}")
     workdir = Path(workdir)

@@ -7,7 +7,7 @@ show: Podforge Demo
 hosts:
   ALEX: {voice: joe}
   SAM: {voice: joe-bright, portrait: sam.png}
-music: calm lofi, 84 bpm
+music: calm lofi, 84 bpm          # or {engine: musicgen, adapter: my-style, prompt: calm lofi}
 ---
 ## Cold open
 ALEX: Welcome back.
@@ -47,6 +47,16 @@ class Host(BaseModel):
     portrait: Path | None = None
 
 
+class EpisodeMusic(BaseModel):
+    """The bed this episode asks for; what it leaves out comes from the config (``use.music``, ``music.default_prompt``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    engine: str | None = None
+    adapter: str | None = Field(default=None, description="a LoRA made by `podforge train-music --name STYLE`: the style's name")
+    prompt: str | None = None
+
+
 class EpisodeMeta(BaseModel):
     """The front matter, validated."""
 
@@ -57,7 +67,7 @@ class EpisodeMeta(BaseModel):
     slug: str | None = None
     description: str = ""
     hosts: dict[str, Host] = Field(default_factory=dict)
-    music: str | None = None
+    music: str | EpisodeMusic | None = Field(default=None, description="the bed's prompt, or {engine, adapter, prompt}")
     language: str = Field(default="en", pattern=r"^[a-z]{2,3}(-[A-Za-z]{2,4})?$")
     explicit: bool = False
 

@@ -24,16 +24,16 @@ def _fail(message: str, code: int) -> None:
 
 def check_training_inputs(dataset_dir: Path, name: str, base: str | None, config: list[Path], i_have_the_rights: bool) -> str | None:
     """Everything that can be checked before Prefect starts; the licence warning, if any."""
+    from podforge.config import load_config
     from podforge.envs import python_for
+    from podforge.training.dataset import check_style_name, read_dataset_spec
     from podforge.training.pipeline import licence_gate
     from podforge.training.prepare import AUDIO_SUFFIXES
-    from podforge.training.settings import check_style_name, load_gpu_settings, load_training_settings, read_dataset_spec
 
     check_style_name(name)
     if not dataset_dir.is_dir():
         raise PodforgeError("dataset folder not found", file=dataset_dir, field="DATASET_DIR")
-    load_training_settings(config, {"base": base} if base else None)
-    load_gpu_settings(config)
+    load_config(config, {"train_music": {"base": base}} if base else None)
     warning = licence_gate(read_dataset_spec(dataset_dir), dataset_dir, i_have_the_rights)
     if not any(p.suffix.lower() in AUDIO_SUFFIXES for p in dataset_dir.rglob("*") if p.is_file()):
         raise PodforgeError(f"no {', '.join(AUDIO_SUFFIXES)} files in it (searched recursively)", file=dataset_dir, field="DATASET_DIR")
@@ -44,8 +44,8 @@ def check_training_inputs(dataset_dir: Path, name: str, base: str | None, config
 def train_music_command(
     dataset_dir: Annotated[Path, typer.Argument(help="folder of mp3/wav/flac files (searched recursively) with a dataset.yaml")],
     name: Annotated[str, typer.Option("--name", help="the style's name: the adapter is published as adapters/NAME")],
-    base: Annotated[str | None, typer.Option(help="base model (default: configs/training.yaml, facebook/musicgen-small)")] = None,
-    config: Annotated[list[Path], typer.Option("--config", "-c", help="YAML with a train_music: section (and gpu:), merged over configs/training.yaml")] = [],  # noqa: B006
+    base: Annotated[str | None, typer.Option(help="base model (default: train_music.base, facebook/musicgen-small)")] = None,
+    config: Annotated[list[Path], typer.Option("--config", "-c", help="extra YAML config (its train_music: and gpu: sections), merged over the defaults")] = [],  # noqa: B006
     i_have_the_rights: Annotated[bool, typer.Option("--i-have-the-rights", help="train on a dataset declared `licence: copyrighted`")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Prefect's logs")] = False,
 ) -> None:
@@ -75,7 +75,7 @@ def train_music_command(
     for row in result.history:
         table.add_row(str(row["epoch"]), str(row["step"]), f"{row['train_loss']:.4f}", f"{row['val_loss']:.4f}" if row.get("val_loss") is not None else "")
     out.print(table)
-    out.print(f"{result.train_seconds:.1f} s training, {result.gpu.gpu_seconds:.1f} GPU-seconds, ${result.cost_usd:.4f} ({result.price_as})")
+    out.print(f"{result.train_seconds:.1f} s training, {result.gpu.gpu_seconds:.1f} GPU-seconds (priced in the report: {info.path / 'REPORT.md'})")
     out.print(f"[bold green]adapter[/] {info.name} sha256 {info.sha256[:16]} in {info.path}; use it with `podforge run EPISODE --music musicgen:{info.name}`")
 
 

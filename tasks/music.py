@@ -9,4 +9,6 @@ from podforge.steps import StepOutput, run_engine_step, step_task
 
 @step_task("music", version="2", key=("request", "engine"))
 def music(request: MusicRequest, engine: EngineSpec, gpu: GpuSettings) -> StepOutput:
-    return run_engine_step(engine, request, gpu)
+    output = run_engine_step(engine, request, gpu)
+    output.record.notes.update(output.result.notes)  # e.g. the LoRA adapter's name and hash, for the manifest
+    return output

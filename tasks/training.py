@@ -1,8 +1,8 @@
-"""The ``train-music`` flow's steps: prepare, label, manifest, encode, train, publish, samples, report.
+"""The ``train-music`` flow's steps: ingest, prepare, label, dataset, encode, train, adapter, samples, report.
 
-Each is thin: it calls :mod:`podforge.training` and records the artifact. Everything but ``ingest`` and
-``publish`` is cached by content, so a re-run after a failure (or a kill) redoes only what is missing,
-and training itself resumes from its last checkpoint.
+Each is thin: it calls :mod:`podforge.training` and returns what it made. Every step but ``ingest``,
+``adapter`` and ``report`` is keyed by the content of what it declares, so a re-run after a failure (or a
+kill) redoes only what is missing, and ``train`` finds its checkpoints in its work folder and resumes.
 """
 
 from __future__ import annotations
@@ -12,18 +12,30 @@ from pathlib import Path
 from typing import Any
 
 from prefect.artifacts import create_image_artifact, create_markdown_artifact, create_progress_artifact, update_progress_artifact
+from pydantic import BaseModel
 
-from podforge.config import GpuSettings, load_config
-from podforge.engines.base import MusicRequest
-from podforge.engines.musicgen import pin_adapter
-from podforge.engines.registry import load_engine, resolve_engine
-from podforge.gpu import gpu_step, list_gpus, resolve_device
-from podforge.io import copy_atomic
-from podforge.steps import StepContext, step_task
+from podforge.config import GpuSettings
+from podforge.engines.base import EngineSpec
+from podforge.io import write_text_atomic
+from podforge.steps import current_step, step_task
 from podforge.training import card, pipeline
-from podforge.training.dataset import DatasetManifest, build_manifest
-from podforge.training.prepare import Prepared, SourceFile, find_audio, prepare
-from podforge.training.settings import ClipLabels, DatasetSpec, PrepareSettings, TrainingSettings
+from podforge.training.dataset import ClipLabels, DatasetManifest, DatasetSpec, build_manifest
+from podforge.training.prepare import Clip, Prepared, SourceFile, find_audio, prepare
+from podforge.training.settings import PrepareSettings, TrainingSettings
+
+
+class Sources(BaseModel):
+    files: list[SourceFile]
+
+
+class LabelEstimates(BaseModel):
+    """Tempo, key and loudness measured in the training environment, by clip hash."""
+
+    by_clip: dict[str, dict[str, Any]]
+
+
+class Samples(BaseModel):
+    wavs: list[Path]
 
 
 def artifact_key(name: str, what: str) -> str:
@@ -32,79 +44,74 @@ def artifact_key(name: str, what: str) -> str:
     return f"train-{slug}-{what}"[:60]
 
 
-@step_task("ingest", cached=False)
-def ingest(dataset_dir: str) -> list[SourceFile]:
-    return find_audio(Path(dataset_dir))
+@step_task("ingest", cached=False, retries=0)
+def ingest(dataset_dir: str) -> Sources:
+    """Every mp3, wav and flac file under the folder, with its content hash (always looked at again)."""
+    return Sources(files=find_audio(Path(dataset_dir)))
 
 
-@step_task("prepare")
-def prepare_clips(sources: list[SourceFile], settings: PrepareSettings) -> Prepared:
-    context = StepContext("prepare", "podforge", {"sources": sources, "settings": settings})
-    prepared = prepare(sources, context.workdir / "clips", settings)
+@step_task("prepare", key=("sources", "settings"))
+def prepare_clips(sources: Sources, settings: PrepareSettings) -> Prepared:
+    prepared = prepare(sources.files, current_step().workdir / "clips", settings)
     for dropped in prepared.dropped:
         print(f"dropped {dropped.source} at {dropped.start_s:.1f} s ({dropped.duration_s:.1f} s): {dropped.reason}")
     return prepared
 
 
-@step_task("label")
-def label_clips(prepared: Prepared, needs_estimate: dict[str, bool]) -> dict[str, dict[str, Any]]:
-    """Tempo, key and loudness estimates for the clips of the sources that need them (by clip hash)."""
-    todo = [clip for clip in prepared.clips if needs_estimate.get(clip.source)]
-    context = StepContext("label", "musicgen-label", {"clips": [clip.sha256 for clip in todo]})
-    return pipeline.estimate_labels(todo, context.workdir) if todo else {}
+@step_task("label", key=("clips",))
+def label_clips(clips: list[Clip]) -> LabelEstimates:
+    """Tempo, key and loudness estimates for the clips whose labels do not give them."""
+    return LabelEstimates(by_clip=pipeline.estimate_labels(clips, current_step().workdir) if clips else {})
 
 
-@step_task("dataset")
+@step_task("dataset", key=("name", "dataset_dir", "spec", "prepared", "user", "estimates", "validation_fraction"))
 def dataset_manifest(
-    name: str, dataset_dir: str, spec: DatasetSpec, prepared: Prepared, user: dict[str, ClipLabels | None], estimates: dict[str, dict[str, Any]], validation_fraction: float
+    name: str, dataset_dir: str, spec: DatasetSpec, prepared: Prepared, user: dict[str, ClipLabels | None], estimates: LabelEstimates, validation_fraction: float
 ) -> DatasetManifest:
-    key_inputs = {"spec": spec, "prepared": prepared, "user": user, "estimates": estimates, "fraction": validation_fraction, "name": name}
-    context = StepContext("dataset", "podforge", key_inputs)
-    manifest = build_manifest(name, Path(dataset_dir), spec, prepared, user, estimates, validation_fraction, context.workdir)
-    (context.workdir / "dataset.json").write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
+    workdir = current_step().workdir
+    manifest = build_manifest(name, Path(dataset_dir), spec, prepared, user, estimates.by_clip, validation_fraction, workdir)
+    write_text_atomic(workdir / "dataset.json", manifest.model_dump_json(indent=2))
     pipeline.check_trainable(manifest)
     return manifest
 
 
-@step_task("encode")
-def encode_clips(manifest: DatasetManifest, settings: TrainingSettings, device: str) -> pipeline.EncodedDataset:
-    context = StepContext("encode", "musicgen-encode", {"clips": [clip.sha256 for clip in manifest.clips], "base": settings.base})
-    return pipeline.encode(manifest, settings, device, context.workdir)
+@step_task("encode", key=("manifest", "base_identity"))
+def encode_clips(manifest: DatasetManifest, settings: TrainingSettings, base_identity: str, device: str) -> pipeline.EncodedDataset:
+    """``base_identity`` stands for ``settings.base`` in the key: the model's files by content."""
+    return pipeline.encode(manifest, settings, base_identity, device, current_step().workdir)
 
 
-@step_task("train")
-def train_adapter(name: str, manifest: DatasetManifest, encoded: pipeline.EncodedDataset, settings: TrainingSettings, gpu: GpuSettings) -> pipeline.TrainResult:
-    """Train the LoRA (resuming from the run's last checkpoint), with a live progress artifact and loss curve."""
+@step_task("train", key=("manifest", "encoded", "settings.lora", "settings.optim", "settings.checkpoints", "device"))
+def train_adapter(name: str, manifest: DatasetManifest, encoded: pipeline.EncodedDataset, settings: TrainingSettings, device: str, gpu: GpuSettings) -> pipeline.TrainResult:
+    """Train the LoRA in this step's folder (resuming from its last checkpoint), with a live progress artifact and loss curve.
+
+    ``settings.base`` and ``settings.prepare`` are in the key through ``encoded`` and ``manifest``.
+    """
     board = TrainingBoard(name)
-    result = pipeline.train(name, manifest, encoded, settings, gpu, on_progress=board.update)
+    result = pipeline.train(manifest, encoded, settings, device, gpu, current_step().workdir, on_progress=board.update)
     board.finish(result)
     return result
 
 
-@step_task("publish", cached=False)
-def publish(name: str, manifest: DatasetManifest, result: pipeline.TrainResult) -> card.AdapterInfo:
-    return card.publish_adapter(name, manifest, result, pipeline.read_progress(result.run_dir / "progress.jsonl"))
+@step_task("adapter", cached=False, retries=1)
+def publish_adapter(name: str, manifest: DatasetManifest, result: pipeline.TrainResult, price_as: str) -> card.AdapterInfo:
+    """``adapters/<name>``: the LoRA and its model card (always written again: the folder may have changed)."""
+    events = pipeline.read_progress(result.run_dir / "progress.jsonl")
+    return card.publish_adapter(name, manifest, result, events, card.training_cost(result, price_as))
 
 
-@step_task("samples")
-def make_samples(info: card.AdapterInfo, prompts: list[str], duration_s: float, seed: int, engine_settings: dict[str, Any], gpu: GpuSettings) -> list[Path]:
-    """Beds from the published adapter (``info`` names it and its hash), copied into its ``samples/``."""
-    settings = {**engine_settings, "model": info.base, "adapter": info.name}
-    spec = pin_adapter(resolve_device(resolve_engine(load_config(), "musicgen", "music", settings=settings), gpu.model_copy(update={"cpu_fallback": True}), list_gpus()))
-    context = StepContext("samples", "musicgen", {"adapter": info.sha256, "prompts": prompts, "duration_s": duration_s, "seed": seed, "spec": spec})
-    samples = []
-    for number, prompt in enumerate(prompts, start=1):
-        with gpu_step(spec, gpu):
-            bed = load_engine(spec).run(MusicRequest(prompt=prompt, duration_s=duration_s, seed=seed + number), context.workdir / f"sample-{number}")
-        samples.append(copy_atomic(bed.wav, info.path / "samples" / f"sample-{number}.wav"))
-        print(f"sample {number}: {prompt!r} -> {samples[-1]}")
-    return samples
+@step_task("samples", key=("engine", "prompts", "duration_s", "seed"))
+def make_samples(engine: EngineSpec, prompts: list[str], duration_s: float, seed: int, gpu: GpuSettings) -> Samples:
+    """Beds from the published adapter; ``engine`` holds it as a file setting, so its content is in the key."""
+    return Samples(wavs=pipeline.make_samples(engine, prompts, duration_s, seed, gpu, current_step().workdir))
 
 
-@step_task("report", cached=False)
-def report(name: str, manifest: DatasetManifest, result: pipeline.TrainResult, info: card.AdapterInfo, samples: list[Path], warning: str | None) -> str:
-    markdown = card.training_report(name, manifest, result, info, samples, warning)
-    (info.path / "REPORT.md").write_text(markdown, encoding="utf-8")
+@step_task("report", cached=False, retries=1)
+def report(name: str, manifest: DatasetManifest, result: pipeline.TrainResult, info: card.AdapterInfo, samples: Samples, price_as: str, warning: str | None) -> str:
+    """The markdown report (a Prefect artifact, and ``REPORT.md`` beside the adapter with its samples)."""
+    published = card.add_samples(info, samples.wavs)
+    markdown = card.training_report(name, manifest, result, info, published, card.training_cost(result, price_as), warning)
+    write_text_atomic(info.path / "REPORT.md", markdown)
     create_markdown_artifact(markdown=markdown, key=artifact_key(name, "report"), description=f"Training report of the {name} adapter")
     return markdown
 
@@ -136,4 +143,3 @@ class TrainingBoard:
         update_progress_artifact(artifact_id=self.artifact_id, progress=100.0)
         self.history = result.history
         self.publish_curve()
-

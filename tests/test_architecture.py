@@ -18,14 +18,14 @@ PACKAGES = ("podforge", "flows", "tasks")
 
 LAYERS: list[tuple[str, ...]] = [
     ("podforge", "podforge.timing", "podforge.errors", "podforge.textnorm"),
-    ("podforge.config", "podforge.script", "podforge.io", "podforge.prefect_env"),
+    ("podforge.config", "podforge.script", "podforge.io", "podforge.prefect_env", "podforge.training.settings"),
     ("podforge.media",),
     ("podforge.runner", "podforge.envs", "podforge.gpu", "podforge.caching", "podforge.cost"),
     ("podforge.engines",),
-    ("podforge.steps", "podforge.planning", "podforge.dialogue", "podforge.publish", "podforge.publishing", "podforge.manifest", "podforge.report", "podforge.progress", "podforge.doctor", "podforge.qa"),
+    ("podforge.steps", "podforge.planning", "podforge.dialogue", "podforge.publish", "podforge.publishing", "podforge.manifest", "podforge.report", "podforge.progress", "podforge.doctor", "podforge.qa", "podforge.training"),
     ("tasks",),
     ("flows",),
-    ("podforge.cli", "podforge.serve", "podforge.envs_cli", "podforge.__main__"),
+    ("podforge.cli", "podforge.serve", "podforge.envs_cli", "podforge.training_cli", "podforge.__main__"),
 ]
 
 

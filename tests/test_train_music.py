@@ -1,9 +1,10 @@
-"""MusicGen LoRA training (``train-music``): prepare, labels, the licence gate, VRAM, the estimate, and the
-whole flow on a tiny random MusicGen in the real ``musicgen`` environment (peft, librosa, transformers).
+"""MusicGen LoRA training (``train-music``): prepare, labels, the licence gate, VRAM, the estimate, the music
+choice of an episode, and the whole flow on a tiny random MusicGen in the real ``musicgen`` environment
+(peft, librosa, transformers).
 
 The training run is killed with SIGKILL right after its checkpoint at step 2 (the runner's fault injection,
-so the kill lands at the same point every time); Prefect re-runs the task, and the step counter shows it
-resumed from that checkpoint. The finished adapter is then used in an episode (``--music musicgen:STYLE``).
+so the kill lands at the same point every time); Prefect retries the task, and the step counter shows it
+resumed from that checkpoint. The finished adapter then makes a bed in an episode (``--music musicgen:STYLE``).
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import subprocess
-import sys
 import wave
 from pathlib import Path
 
@@ -21,18 +20,21 @@ import pytest
 import soundfile
 from typer.testing import CliRunner
 
-from conftest import REPO
 from podforge import cost, envs
-from podforge.config import podforge_home
+from podforge.caching import canonical
+from podforge.cli import _engine_overrides
+from podforge.config import load_config, podforge_home
 from podforge.engines.base import MusicRequest
-from podforge.engines.musicgen import MusicGenEngine, adapter_sha256, pin_adapter
-from podforge.engines.base import EngineSpec
-from podforge.errors import ConfigError, EngineError
+from podforge.engines.musicgen import adapter_sha256, adapters_dir
+from podforge.engines.registry import load_engine
+from podforge.errors import ConfigError
 from podforge.gpu import GpuInfo
-from podforge.training.dataset import assign_splits, fill_template, merge_labels
-from podforge.training.pipeline import licence_gate, read_progress
+from podforge.planning import plan_episode
+from podforge.script import parse_script
+from podforge.training.dataset import ClipLabels, DatasetManifest, DatasetSpec, assign_splits, fill_template, merge_labels
+from podforge.training.pipeline import licence_gate, read_progress, sample_engine, sample_prompts
 from podforge.training.prepare import Clip, find_audio, prepare
-from podforge.training.settings import ClipLabels, DatasetSpec, PrepareSettings, load_training_settings
+from podforge.training.settings import PrepareSettings
 from podforge.training.vram import fit_findings, vram_need
 from tiny_models import make_tiny_musicgen
 
@@ -157,7 +159,7 @@ def test_train_music_refuses_copyrighted_music_in_one_line(tmp_path):
 
 
 def test_vram_need_follows_the_settings_and_the_doctor_warns_when_it_does_not_fit():
-    settings = load_training_settings()
+    settings = load_config().train_music
     small = vram_need(settings)
     medium = vram_need(settings.model_copy(update={"base": "facebook/musicgen-medium"}))
     no_checkpointing = vram_need(settings.model_copy(update={"base": "facebook/musicgen-medium", "optim": settings.optim.model_copy(update={"gradient_checkpointing": False})}))
@@ -215,6 +217,57 @@ def test_estimate_train_prices_a_dataset_folder(tmp_path):
     assert refused.exit_code == 1 and "unknown training GPU 't4'" in refused.output
 
 
+# --- an episode's music choice ----------------------------------------------------------------------------
+
+
+def stand_in_adapter(name: str, weights: bytes) -> Path:
+    """An adapter folder as ``train-music`` publishes it, with stand-in bytes: planning only checks and hashes
+    the files, it never loads them (the flow test below loads a trained one)."""
+    lora = adapters_dir() / name / "lora"
+    lora.mkdir(parents=True, exist_ok=True)
+    (lora / "adapter_config.json").write_text('{"r": 8}')
+    (lora / "adapter_model.safetensors").write_bytes(weights)
+    return lora
+
+
+def music_plan(front_matter: str, overrides: dict | None = None, source: str = "styled.md"):
+    script = parse_script(f"---\ntitle: Styled\n{front_matter}---\nALEX: A bed in the show's own sound.\n", source=source)
+    return plan_episode(load_config(overrides=overrides), script, [], check_environments=False)
+
+
+def test_the_music_flag_and_the_front_matter_choose_the_same_adapter_keyed_by_content():
+    lora = stand_in_adapter("plan-style", b"weights, first training")
+    by_flag = music_plan("music: calm lo-fi\n", _engine_overrides(None, "musicgen:plan-style", None))
+    by_front_matter = music_plan("music: {engine: musicgen, adapter: plan-style, prompt: calm lo-fi}\n")
+    assert by_flag.music == by_front_matter.music and by_flag.music_request == by_front_matter.music_request
+    assert by_flag.music.name == "musicgen" and by_flag.music.files == {"adapter": lora}
+    assert by_flag.music_request.prompt == "calm lo-fi"
+    assert music_plan("music: calm lo-fi\n").music.name == "procedural"  # a prompt alone keeps the configured engine
+    assert music_plan("music: {adapter: plan-style}\n", {"use": {"music": "musicgen"}}).music == by_flag.music
+
+    before = canonical(by_flag.music)
+    (lora / "adapter_model.safetensors").write_bytes(b"weights, retrained")  # same name, new content: a new bed
+    assert canonical(music_plan("music: {engine: musicgen, adapter: plan-style}\n").music) != before
+
+
+def test_a_missing_adapter_is_one_line_naming_where_it_was_asked_for(tmp_path):
+    with pytest.raises(ConfigError) as from_front_matter:
+        music_plan("music: {engine: musicgen, adapter: nope}\n", source="ep.md")
+    assert from_front_matter.value.one_line().startswith("ep.md: music.adapter: no LoRA adapter 'nope' in ")
+    assert "podforge train-music DATASET_DIR --name nope" in from_front_matter.value.message
+    with pytest.raises(ConfigError, match="unknown setting for engine 'procedural'") as wrong_engine:
+        music_plan("music: {engine: procedural, adapter: plan-style}\n", source="ep.md")
+    assert wrong_engine.value.file == "ep.md" and wrong_engine.value.field == "music.adapter"
+
+    from podforge.cli import app
+
+    script = tmp_path / "styled.md"
+    script.write_text("---\ntitle: Styled\n---\nALEX: Hello.\n")
+    result = CliRunner().invoke(app, ["run", str(script), "--out", str(tmp_path / "out"), "--music", "musicgen:nope"], env={"COLUMNS": "300"})
+    assert result.exit_code == 2 and "use.music.adapter: no LoRA adapter 'nope'" in result.output
+    assert not (tmp_path / "out").exists()
+
+
 # --- the whole flow on a tiny MusicGen ----------------------------------------------------------------------
 
 
@@ -236,7 +289,20 @@ def test_labels_are_estimated_in_the_training_environment(tiny_base, prepared):
 
 
 @pytest.fixture(scope="module")
-def trained(tiny_base, prefect_api, tmp_path_factory):
+def training_config(tiny_base, tmp_path_factory) -> Path:
+    config = tmp_path_factory.mktemp("config") / "train.yaml"
+    config.write_text(
+        f"train_music:\n  base: {tiny_base}\n  device: cpu\n"
+        "  prepare: {min_clip_s: 2.0, max_clip_s: 4.0, validation_fraction: 0.2}\n"
+        "  optim: {gradient_accumulation: 1, epochs: 2, learning_rate: 5.0e-3, lr_schedule: constant_with_warmup, warmup_steps: 1}\n"
+        "  checkpoints: {every_steps: 2, early_stopping_patience: 0}\n"
+        f"  samples: {{count: 1, duration_s: 0.5, engine_settings: {json.dumps(TINY_ENGINE)}}}\n"
+    )
+    return config
+
+
+@pytest.fixture(scope="module")
+def trained(training_config, prefect_api, tmp_path_factory):
     """Train the ``tiny-style`` adapter on 6 clips for 2 epochs; SIGKILL the run after its step-2 checkpoint."""
     from flows.train_music import train_music
 
@@ -246,20 +312,11 @@ def trained(tiny_base, prefect_api, tmp_path_factory):
         audio = tone(3, 220 + 55 * number) + click_track(3, 90 + 10 * number) * 0.5
         write(root / f"clip{number}.wav", audio)
         (root / f"clip{number}.json").write_text(json.dumps({"mood": ["calm", "bright"][number % 2], "bpm": 90 + 10 * number, "key": "A minor"}))
-    config = tmp_path_factory.mktemp("config") / "train.yaml"
-    config.write_text(
-        f"train_music:\n  base: {tiny_base}\n  device: cpu\n"
-        "  prepare: {min_clip_s: 2.0, max_clip_s: 4.0, validation_fraction: 0.2}\n"
-        "  optim: {gradient_accumulation: 1, epochs: 2, learning_rate: 5.0e-3, lr_schedule: constant_with_warmup, warmup_steps: 1}\n"
-        "  checkpoints: {every_steps: 2, early_stopping_patience: 0}\n"
-        f"  samples: {{count: 1, duration_s: 0.5, engine_settings: {json.dumps(TINY_ENGINE)}}}\n"
-    )
     os.environ["PODFORGE_TRAIN_KILL_AFTER_CHECKPOINT"] = "2"
     try:
-        summary = train_music(dataset_dir=str(root), name="tiny-style", config=[str(config)])
+        return train_music(dataset_dir=str(root), name="tiny-style", config=[str(training_config)])
     finally:
         del os.environ["PODFORGE_TRAIN_KILL_AFTER_CHECKPOINT"]
-    return summary
 
 
 @pytest.mark.timeout(1800)
@@ -278,35 +335,35 @@ def test_two_epochs_on_six_clips_lower_the_loss_and_publish_the_adapter(trained)
     assert (result.epochs_done, result.steps, len(result.history)) == (2, 10, 2)
     assert result.history[1]["train_loss"] < result.history[0]["train_loss"]
     assert result.history[1]["val_loss"] < result.history[0]["val_loss"]
-    assert (info.path / "adapter_model.safetensors").is_file() and info.sha256 == adapter_sha256(info.path)
+    assert sorted(p.name for p in info.lora.iterdir()) == ["adapter_config.json", "adapter_model.safetensors"]
+    assert info.sha256 == adapter_sha256(info.lora)
     card = (info.path / "README.md").read_text()
     dataset = json.loads((info.path / "dataset.json").read_text())
     assert dataset["dataset_sha256"] in card and "`own`" in card and "rank 8, alpha 16" in card
     assert len(dataset["clips"]) == 6 and sum(c["split"] == "validation" for c in dataset["clips"]) == 1
     assert dataset["clips"][0]["labels"]["description"].endswith("test tones, 90 BPM, A minor, with sine")
     assert (info.path / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert [p.name for p in trained.samples] == ["sample-1.wav"] and trained.samples[0].is_file()
+    assert [p.name for p in trained.samples] == ["sample-1.wav"] and (info.path / "samples" / "sample-1.wav").is_file()
     assert "| clip0-000 |" in trained.report and "resumed from step 2" in trained.report
+    assert (info.path / "REPORT.md").read_text() == trained.report
 
 
 @pytest.mark.timeout(1800)
-def test_the_adapter_changes_what_musicgen_generates(trained, tiny_base, tmp_path):
-    request = MusicRequest(prompt="calm, test tones", duration_s=0.5, seed=11)
-    base = MusicGenEngine({"model": str(tiny_base), **TINY_ENGINE}).run(request, tmp_path / "base")
-    styled = MusicGenEngine({"model": str(tiny_base), "adapter": "tiny-style", **TINY_ENGINE}).run(request, tmp_path / "styled")
-    assert "LoRA tiny-style sha256:" in styled.description
-    assert not np.array_equal(soundfile.read(base.wav)[0], soundfile.read(styled.wav)[0])
-
-
-def test_a_missing_adapter_is_a_clear_error(tmp_path):
-    spec = EngineSpec(name="musicgen", impl="podforge.engines.musicgen:MusicGenEngine", kind="music", version="1", settings={"adapter": "nope"})
-    with pytest.raises(EngineError, match="no LoRA adapter 'nope'.*podforge train-music DATASET_DIR --name nope") as raised:
-        pin_adapter(spec)
-    assert raised.value.field == "engines.musicgen.settings.adapter"
+def test_the_adapter_changes_what_musicgen_generates(trained, training_config, tmp_path):
+    """The report's sample came from the adapter; the base model with the same settings, prompt and seed differs."""
+    config = load_config([training_config])
+    styled = sample_engine(config, trained.adapter.lora, [])
+    base = styled.model_copy(update={"settings": {**styled.settings, "adapter": None}, "files": {}})
+    manifest = DatasetManifest.model_validate_json((trained.adapter.path / "dataset.json").read_text())
+    request = MusicRequest(prompt=sample_prompts(manifest, 1)[0], duration_s=0.5, seed=config.train_music.samples.seed + 1)
+    made = load_engine(base).run(request, tmp_path / "base")
+    assert "LoRA tiny-style sha256:" not in made.description and made.notes == {}
+    assert not np.array_equal(soundfile.read(made.wav)[0], soundfile.read(trained.samples[0])[0])
 
 
 @pytest.mark.timeout(1800)
-def test_adapters_list_and_an_episode_with_the_adapter(trained, tiny_base, tmp_path):
+def test_adapters_list_and_an_episode_with_the_adapter(trained, tiny_base, prefect_api, tmp_path):
+    from flows.episode import episode
     from podforge.cli import app
 
     listed = CliRunner().invoke(app, ["adapters", "list"], env={"COLUMNS": "250"})
@@ -315,13 +372,14 @@ def test_adapters_list_and_an_episode_with_the_adapter(trained, tiny_base, tmp_p
     script = tmp_path / "styled.md"
     script.write_text("---\ntitle: Styled\nhosts:\n  ALEX: {}\n---\nALEX: A bed in the show's own sound.\n")
     config = tmp_path / "tiny.yaml"
-    config.write_text(f"engines:\n  musicgen:\n    settings: {{model: {tiny_base}, loop_s: 2.0, window_s: 1.0, overlap_s: 0.3, crossfade_s: 0.2}}\n")
-    out = tmp_path / "out"
-    done = subprocess.run(
-        [sys.executable, "-m", "podforge", "run", str(script), "-c", str(config), "--out", str(out), "--music", "musicgen:tiny-style"],
-        cwd=REPO, env=dict(os.environ), capture_output=True, text=True, timeout=1500,
+    config.write_text(
+        f"engines:\n  musicgen:\n    settings: {{model: {tiny_base}, loop_s: 2.0, window_s: 1.0, overlap_s: 0.3, crossfade_s: 0.2}}\n"
+        "mix: {intro_s: 1.0, outro_s: 1.0}\nvideo: {width: 320, height: 180, fps: 10}\n"
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    music = next(step for step in json.loads((out / "styled" / "manifest.json").read_text())["steps"] if step["step"] == "music")
-    assert music["engine"] == "musicgen"
-    assert music["notes"] == {"adapter": "tiny-style", "adapter_sha256": trained.adapter.sha256}
+    overrides = _engine_overrides(None, "musicgen:tiny-style", None)  # what `podforge run --music musicgen:tiny-style` passes
+    manifest = episode(script=str(script), config=[str(config)], overrides=overrides, out_dir=str(tmp_path / "out"))
+    music = next(step for step in manifest.steps if step.step == "music")
+    assert music.engine == "musicgen"
+    assert music.notes == {"adapter": "tiny-style", "adapter_sha256": trained.adapter.sha256}
+    written = json.loads((manifest.out_dir / "manifest.json").read_text())
+    assert next(step for step in written["steps"] if step["step"] == "music")["notes"] == music.notes

@@ -1,6 +1,6 @@
 """The ``musicgen`` environment's training runner: dataset labels, EnCodec codes and LoRA training.
 
-Run by ``podforge.runner.run_in_env(..., runner="train_runner.py")`` with one of three engines:
+Run by ``podforge.runner.run_in_env(..., runner_file="train_runner.py")`` with one of three engines:
 
 * ``musicgen-label``: request ``{"clips": [{"wav"}]}``; result ``{"labels": [{"bpm", "key", ...}]}``
   (librosa: beat tracking, chroma against key profiles, RMS).

@@ -97,6 +97,7 @@ class MusicResult(BaseModel):
     tempo_bpm: float | None = None
     loopable: bool = True
     description: str = ""
+    notes: dict[str, str] = Field(default_factory=dict, description="what the engine used beyond the request (a LoRA adapter's name and hash), for the manifest")
 
 
 class VideoRequest(BaseModel):

@@ -4,9 +4,13 @@ Settings (``engines.musicgen.settings``): ``model`` (``facebook/musicgen-small|m
 the Hugging Face cache, or a folder saved with ``save_pretrained``; a relative folder is read under
 ``$PODFORGE_HOME/models``), ``loop_s`` (the bed's length when the request names none: 30),
 ``guidance_scale``, ``temperature``, ``top_k``, ``window_s``, ``overlap_s``, ``crossfade_s``, ``device``,
-``fp16``, ``vram_gb`` and ``adapter`` (a LoRA made by ``podforge train-music --name STYLE``: the style's
-name, read from ``$PODFORGE_HOME/adapters/STYLE``; see :func:`pin_adapter`); ``external/musicgen/runner.py``
-says how beds longer than one window are made.
+``fp16``, ``vram_gb`` and ``adapter``; ``external/musicgen/runner.py`` says how beds longer than one window
+are made.
+
+``adapter`` is a LoRA made by ``podforge train-music --name STYLE``, named by its style (read from
+``$PODFORGE_HOME/adapters/STYLE/lora``) or by the path of a folder saved by peft. Being a path setting, it
+enters the music step's key by content: a retrained adapter of the same name makes a new bed. The bed's
+result notes name the adapter and its sha256, and the manifest shows them.
 
 The bed loops without a click: the runner generates ``crossfade_s`` (1 s) more than asked, and that extra
 tail is crossfaded (equal power) over the bed's start, so when the bed repeats its last sample is followed
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -27,10 +32,11 @@ import numpy as np
 import soundfile
 from pydantic import Field, field_validator, model_validator
 
+from podforge.caching import file_fingerprint
 from podforge.config import models_dir, podforge_home
-from podforge.engines.base import Engine, EngineSpec, MusicRequest, MusicResult, Resources
+from podforge.engines.base import Engine, EngineSettings, MusicRequest, MusicResult, Resources
 from podforge.errors import EngineError
-from podforge.io import atomic_path, sha256_file
+from podforge.io import atomic_path
 from podforge.runner import run_in_env
 
 ENV = "musicgen"
@@ -39,6 +45,11 @@ DEFAULT_LOOP_S = 30.0
 DEFAULT_CROSSFADE_S = 1.0
 VRAM_GB_BY_SIZE = {"small": 3.0, "medium": 8.0, "melody": 8.0, "large": 16.0}
 """Peak VRAM of fp16 inference, rounded up; a local folder is assumed small unless ``vram_gb`` says otherwise."""
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+"""A peft LoRA: what an adapter folder must hold (and all the published ``lora`` folder holds)."""
+LORA_FOLDER = "lora"
+STYLE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+"""A style's name: it names its folder under :func:`adapters_dir`."""
 
 
 def model_location(model: str | Path) -> str | Path:
@@ -55,6 +66,39 @@ def model_location(model: str | Path) -> str | Path:
     return under_models if under_models.exists() else model
 
 
+def adapters_dir() -> Path:
+    """Where ``podforge train-music`` publishes adapters: ``STYLE/lora`` (the LoRA), beside its model card."""
+    return podforge_home() / "adapters"
+
+
+def adapter_location(value: str | Path) -> Path:
+    """A style name's LoRA folder (``my-style`` → ``adapters/my-style/lora``), or a folder path made absolute."""
+    if isinstance(value, str) and STYLE_NAME.match(value):
+        return adapters_dir() / value / LORA_FOLDER
+    return Path(value).expanduser().resolve()
+
+
+def adapter_name(folder: Path) -> str:
+    """The style an adapter folder holds (``adapters/STYLE/lora`` → ``STYLE``), else the folder's own name."""
+    return folder.parent.name if folder.name == LORA_FOLDER else folder.name
+
+
+def adapter_sha256(folder: Path) -> str:
+    """sha256 over the LoRA's configuration and weights (names and contents): what the manifest shows."""
+    digest = hashlib.sha256()
+    for name in ADAPTER_FILES:
+        digest.update(f"{name}\n{file_fingerprint(folder / name)}\n".encode())
+    return digest.hexdigest()
+
+
+def missing_adapter(folder: Path) -> str:
+    name = adapter_name(folder)
+    known = sorted(p.parent.name for p in adapters_dir().glob(f"*/{LORA_FOLDER}/{ADAPTER_FILES[0]}")) if adapters_dir().is_dir() else []
+    return f"no LoRA adapter {name!r} in {folder}; train one with `podforge train-music DATASET_DIR --name {name}`" + (
+        f" (adapters here: {', '.join(known)})" if known else ""
+    )
+
+
 class MusicGenSettings(EngineSettings):
     model: Path | str = Field(default=DEFAULT_MODEL, description="a Hub id from the local cache, or a folder saved with save_pretrained")
     loop_s: float = Field(default=DEFAULT_LOOP_S, gt=0, description="bed length when none is asked for")
@@ -68,59 +112,30 @@ class MusicGenSettings(EngineSettings):
     fp16: bool = Field(default=True, description="CUDA only")
     vram_gb: float | None = Field(default=None, ge=0, description="default: by model size")
     timeout_s: float = Field(default=3600.0, gt=0)
+    adapter: Path | None = Field(default=None, description="a LoRA from `podforge train-music`: its style name, or a folder saved by peft")
 
     @field_validator("model", mode="before")
     @classmethod
     def _folder_or_hub_id(cls, value: str | Path) -> str | Path:
         return model_location(value)
 
+    @field_validator("adapter", mode="before")
+    @classmethod
+    def _style_or_folder(cls, value: str | Path | None) -> Path | None:
+        return adapter_location(value) if value else None
+
+    @field_validator("adapter")
+    @classmethod
+    def _trained_adapter(cls, folder: Path | None) -> Path | None:
+        if folder is not None and not all((folder / name).is_file() for name in ADAPTER_FILES):
+            raise ValueError(missing_adapter(folder))
+        return folder
+
     @model_validator(mode="after")
     def _saved_model_folder(self) -> MusicGenSettings:
         if isinstance(self.model, Path) and not (self.model / "config.json").is_file():
             raise ValueError(f"{self.model} is not a saved MusicGen model (no config.json there)")
         return self
-
-
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
-"""The files of a peft LoRA that change what it generates (hashed for the cache key)."""
-
-
-def adapters_dir() -> Path:
-    """Where ``podforge train-music`` publishes adapters, one folder per style name."""
-    return podforge_home() / "adapters"
-
-
-def adapter_sha256(folder: Path) -> str:
-    """sha256 over the adapter's configuration and weights (names and contents)."""
-    digest = hashlib.sha256()
-    for name in ADAPTER_FILES:
-        digest.update(f"{name}\n{sha256_file(folder / name)}\n".encode())
-    return digest.hexdigest()
-
-
-def find_adapter(name: str, field: str = "engines.musicgen.settings.adapter") -> Path:
-    """The folder of adapter ``name`` (a style name under :func:`adapters_dir`, or a folder path)."""
-    folder = Path(name).expanduser() if ("/" in name or name.startswith(".")) else adapters_dir() / name
-    if not all((folder / file).is_file() for file in ADAPTER_FILES):
-        known = sorted(p.name for p in adapters_dir().glob("*") if (p / ADAPTER_FILES[0]).is_file()) if adapters_dir().is_dir() else []
-        raise EngineError(
-            f"no LoRA adapter {name!r} (looked in {folder}); train one with `podforge train-music DATASET_DIR --name {Path(name).name}`"
-            + (f"; adapters here: {', '.join(known)}" if known else ""),
-            field=field,
-        )
-    return folder.resolve()
-
-
-def pin_adapter(spec: EngineSpec) -> EngineSpec:
-    """``spec`` with its ``adapter`` name pinned to the adapter's content: ``adapter_sha256`` joins the settings.
-
-    The settings are part of every cache key, so a retrained adapter of the same name makes new beds.
-    """
-    name = spec.settings.get("adapter")
-    if not name or spec.impl.split(":")[0] != __name__:
-        return spec
-    folder = find_adapter(str(name), field=f"engines.{spec.name}.settings.adapter")
-    return spec.model_copy(update={"settings": {**spec.settings, "adapter": str(name), "adapter_sha256": adapter_sha256(folder)}})
 
 
 class MusicGenEngine(Engine[MusicRequest, MusicResult]):
@@ -150,16 +165,15 @@ class MusicGenEngine(Engine[MusicRequest, MusicResult]):
         bed_wav = workdir / "bed.wav"
         with atomic_path(bed_wav) as tmp:
             soundfile.write(tmp, bed, sample_rate, subtype="PCM_16", format="WAV")
+        notes = {"adapter": adapter_name(settings.adapter), "adapter_sha256": adapter_sha256(settings.adapter)} if settings.adapter else {}
+        lora = f" + LoRA {notes['adapter']} sha256:{notes['adapter_sha256'][:12]}" if notes else ""
         return MusicResult(
             wav=bed_wav,
             duration_s=len(bed) / sample_rate,
             loopable=True,
-            description=f"MusicGen ({Path(str(settings.model)).name}, {response.device}): {request.prompt!r}, seed {request.seed}, {result['segments']} window(s)",
+            description=f"MusicGen ({Path(str(settings.model)).name}{lora}, {response.device}): {request.prompt!r}, seed {request.seed}, {result['segments']} window(s)",
+            notes=notes,
         )
-
-
-def adapter_note(adapter: str | None, settings: dict[str, Any]) -> str:
-    return f" + LoRA {Path(str(adapter)).name} sha256:{settings['adapter_sha256'][:12]}" if adapter else ""
 
 
 def make_loop(audio: np.ndarray, samples: int) -> np.ndarray:

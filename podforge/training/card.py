@@ -1,9 +1,10 @@
 """What a finished training leaves behind: the adapter folder, its model card, the loss curve, the report.
 
-``$PODFORGE_HOME/adapters/<style>/`` holds peft's ``adapter_config.json`` and ``adapter_model.safetensors``,
-``README.md`` (the model card: base model, dataset hash, licence declaration, settings, loss curve),
-``training.json`` (the same as data), ``dataset.json`` (the dataset manifest), ``loss.png`` and
-``samples/``. :func:`list_adapters` reads them back for ``podforge adapters list``.
+``$PODFORGE_HOME/adapters/<style>/`` holds ``lora/`` (peft's ``adapter_config.json`` and
+``adapter_model.safetensors``, nothing else: the folder an episode's music step hashes), ``README.md`` (the
+model card: base model, dataset hash, licence declaration, settings, loss curve), ``training.json`` (the
+same as data), ``dataset.json`` (the dataset manifest), ``loss.png``, and once the report is written,
+``REPORT.md`` and ``samples/``. :func:`list_adapters` reads them back for ``podforge adapters list``.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageDraw
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from podforge.engines.musicgen import ADAPTER_FILES, adapter_sha256, adapters_dir
-from podforge.io import write_bytes_atomic, write_text_atomic
+from podforge.cost import price_gpu_seconds
+from podforge.engines.musicgen import ADAPTER_FILES, LORA_FOLDER, adapter_sha256, adapters_dir
+from podforge.io import copy_atomic, write_bytes_atomic, write_text_atomic
 from podforge.training.dataset import DatasetManifest
 from podforge.training.pipeline import TrainResult, replace_folder
 
@@ -34,8 +36,8 @@ LICENCE_TEXT = {
 
 class AdapterInfo(BaseModel):
     name: str
-    path: Path
-    sha256: str
+    path: Path = Field(description="the adapter's folder: the model card, and the LoRA in `lora/`")
+    sha256: str = Field(description="of the LoRA's configuration and weights")
     base: str
     dataset_sha256: str
     licence: str
@@ -44,6 +46,22 @@ class AdapterInfo(BaseModel):
     steps: int
     best_val: float | None
     created: str
+
+    @property
+    def lora(self) -> Path:
+        return self.path / LORA_FOLDER
+
+
+class TrainingCost(BaseModel):
+    """The GPU-seconds a training used, priced on a ``configs/pricing.yaml`` GPU."""
+
+    price_as: str
+    usd: float
+
+
+def training_cost(result: TrainResult, price_as: str) -> TrainingCost:
+    seconds = result.gpu.gpu_seconds
+    return TrainingCost(price_as=price_as, usd=round(price_gpu_seconds(seconds, price_as), 6) if seconds else 0.0)
 
 
 def loss_curve_png(events: list[dict[str, Any]], history: list[dict[str, Any]], width: int = 640, height: int = 320) -> bytes:
@@ -80,7 +98,7 @@ def loss_curve_png(events: list[dict[str, Any]], history: list[dict[str, Any]], 
     return buffer.getvalue()
 
 
-def model_card(name: str, manifest: DatasetManifest, result: TrainResult, sha256: str) -> str:
+def model_card(name: str, manifest: DatasetManifest, result: TrainResult, sha256: str, cost: TrainingCost) -> str:
     settings = result.settings
     lora, optim = settings["lora"], settings["optim"]
     lines = [
@@ -99,7 +117,7 @@ def model_card(name: str, manifest: DatasetManifest, result: TrainResult, sha256
         f"({optim['lr_schedule']}, {optim['warmup_steps']} warm-up steps), fp16 {optim['fp16'] and result.device == 'cuda'}, "
         f"gradient checkpointing {optim['gradient_checkpointing']}, seed {optim['seed']}",
         f"* **Device:** {result.device}; {result.train_seconds:.1f} s training, {result.gpu.gpu_seconds:.1f} GPU-seconds "
-        f"(${result.cost_usd:.4f} priced as `{result.price_as}`); estimated VRAM need {result.vram.total_gb:.1f} GB",
+        f"(${cost.usd:.4f} priced as `{cost.price_as}`); estimated VRAM need {result.vram.total_gb:.1f} GB",
         "",
         "## Loss",
         "",
@@ -115,8 +133,8 @@ def model_card(name: str, manifest: DatasetManifest, result: TrainResult, sha256
         "",
         "## Use",
         "",
-        f"`podforge run EPISODE.md --music musicgen:{name}`, or in a config: `use: {{music: musicgen}}` with "
-        f"`engines: {{musicgen: {{settings: {{adapter: {name}}}}}}}`.",
+        f"`podforge run EPISODE.md --music musicgen:{name}`, in the episode's front matter `music: {{engine: musicgen, adapter: {name}}}`, "
+        f"or in a config `use: {{music: \"musicgen:{name}\"}}`.",
         "",
         "## Settings",
         "",
@@ -128,14 +146,15 @@ def model_card(name: str, manifest: DatasetManifest, result: TrainResult, sha256
     return "\n".join(lines)
 
 
-def publish_adapter(name: str, manifest: DatasetManifest, result: TrainResult, events: list[dict[str, Any]]) -> AdapterInfo:
-    """Copy the trained adapter into ``adapters/<name>`` with its card, data and loss curve (one rename)."""
+def publish_adapter(name: str, manifest: DatasetManifest, result: TrainResult, events: list[dict[str, Any]], cost: TrainingCost) -> AdapterInfo:
+    """Copy the trained LoRA into ``adapters/<name>/lora`` with the card, data and loss curve beside it (one rename)."""
     root = adapters_dir()
     root.mkdir(parents=True, exist_ok=True)
     staged = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=root))
+    (staged / LORA_FOLDER).mkdir()
     for file in ADAPTER_FILES:
-        shutil.copyfile(result.adapter_dir / file, staged / file)
-    sha256 = adapter_sha256(staged)
+        shutil.copyfile(result.adapter_dir / file, staged / LORA_FOLDER / file)
+    sha256 = adapter_sha256(staged / LORA_FOLDER)
     write_bytes_atomic(staged / "loss.png", loss_curve_png(events, result.history))
     write_text_atomic(staged / "dataset.json", manifest.model_dump_json(indent=2))
     info = AdapterInfo(
@@ -151,10 +170,16 @@ def publish_adapter(name: str, manifest: DatasetManifest, result: TrainResult, e
         best_val=result.best_val,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
     )
-    write_text_atomic(staged / "training.json", json.dumps({"adapter": info.model_dump(mode="json"), "training": result.model_dump(mode="json")}, indent=2))
-    write_text_atomic(staged / "README.md", model_card(name, manifest, result, sha256))
+    record = {"adapter": info.model_dump(mode="json"), "training": result.model_dump(mode="json"), "cost": cost.model_dump()}
+    write_text_atomic(staged / "training.json", json.dumps(record, indent=2))
+    write_text_atomic(staged / "README.md", model_card(name, manifest, result, sha256, cost))
     replace_folder(staged, root / name)
     return info
+
+
+def add_samples(info: AdapterInfo, samples: list[Path]) -> list[Path]:
+    """The samples copied into the adapter's ``samples/``; their new paths."""
+    return [copy_atomic(sample, info.path / "samples" / sample.name) for sample in samples]
 
 
 def list_adapters() -> list[AdapterInfo]:
@@ -166,11 +191,11 @@ def list_adapters() -> list[AdapterInfo]:
         if folder.name.startswith(".") or not record.is_file():
             continue
         data = json.loads(record.read_text(encoding="utf-8"))["adapter"]
-        found.append(AdapterInfo.model_validate({**data, "path": folder, "sha256": adapter_sha256(folder)}))
+        found.append(AdapterInfo.model_validate({**data, "path": folder, "sha256": adapter_sha256(folder / LORA_FOLDER)}))
     return found
 
 
-def training_report(name: str, manifest: DatasetManifest, result: TrainResult, info: AdapterInfo, samples: list[Path], warning: str | None) -> str:
+def training_report(name: str, manifest: DatasetManifest, result: TrainResult, info: AdapterInfo, samples: list[Path], cost: TrainingCost, warning: str | None) -> str:
     """The run's markdown report: dataset table, what was dropped and why, training, cost, samples."""
     lines = [f"# Training `{name}`", ""]
     if warning:
@@ -198,7 +223,7 @@ def training_report(name: str, manifest: DatasetManifest, result: TrainResult, i
         + (", stopped early" if result.stopped_early else "")
         + f"; {result.train_seconds:.1f} s of training ({result.steps_per_second:.2f} steps/s in this run).",
         f"**GPU:** {result.gpu.gpu_seconds:.1f} GPU-seconds, peak {result.gpu.peak_vram_mb:.0f} MB (estimated need {result.vram.total_gb:.1f} GB); "
-        f"${result.cost_usd:.4f} priced as `{result.price_as}`.",
+        f"${cost.usd:.4f} priced as `{cost.price_as}`.",
         "",
         "| epoch | step | training loss | validation loss |",
         "|---:|---:|---:|---:|",

@@ -1,4 +1,5 @@
-"""Labels and the dataset manifest: a JSON per clip in the seed's schema, hashes, durations and the split.
+"""The dataset: its ``dataset.yaml`` (licence, labels), a JSON per clip in the seed's schema, and the manifest
+(hashes, durations, labels, the split).
 
 Labels come from three places; for each field the first that has it wins:
 
@@ -16,17 +17,68 @@ import json
 import re
 import string
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from podforge.config import read_yaml_mapping
 from podforge.errors import ConfigError
 from podforge.io import write_text_atomic
 from podforge.training.prepare import Clip, Dropped, Prepared, PreparedSource, SourceFile
-from podforge.training.settings import ClipLabels, DatasetSpec, Licence
 
+DATASET_FILE = "dataset.yaml"
 LABEL_FIELDS = ("description", "genre", "mood", "bpm", "key", "instruments")
 ESTIMATED_FIELDS = ("bpm", "key")
+STYLE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+Licence = Literal["own", "cc", "purchased", "copyrighted"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ClipLabels(Strict):
+    """A clip's description in the seed's schema (every field optional where the user gives none)."""
+
+    description: str | None = None
+    genre: str | None = None
+    mood: str | None = None
+    bpm: float | None = Field(default=None, gt=0)
+    key: str | None = None
+    instruments: list[str] | None = None
+
+
+class DatasetSpec(Strict):
+    """``dataset.yaml`` in the dataset folder: the licence declaration and labels for every clip."""
+
+    licence: Licence = Field(description="own | cc | purchased | copyrighted")
+    licence_note: str = Field(default="", description="e.g. which CC licence, or where the music was bought")
+    labels: ClipLabels = Field(default_factory=ClipLabels, description="defaults for every clip; a file's own JSON wins")
+    description_template: str = Field(
+        default="{mood}, {genre}, {bpm} BPM, {key}, with {instruments}",
+        description="filled from the labels where a clip has no description: fields genre, mood, bpm, key, instruments; "
+        "a comma-separated part whose fields are unknown is left out",
+    )
+
+
+def read_dataset_spec(dataset_dir: Path) -> DatasetSpec:
+    path = Path(dataset_dir) / DATASET_FILE
+    if not path.is_file():
+        raise ConfigError(
+            "missing: a dataset declares its licence in dataset.yaml (`licence: own | cc | purchased | copyrighted`)", file=path, field="licence"
+        )
+    try:
+        return DatasetSpec.model_validate(read_yaml_mapping(path))
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise ConfigError(error["msg"].removeprefix("Value error, "), file=path, field=".".join(str(part) for part in error["loc"])) from None
+
+
+def check_style_name(name: str) -> str:
+    """A style name is an adapter folder's name: letters, digits, ``.``, ``_`` and ``-``."""
+    if not STYLE_NAME.match(name):
+        raise ConfigError(f"style name {name!r} must be 1-64 letters, digits, '.', '_' or '-' (it names the adapter folder)", field="--name")
+    return name
 
 
 class ClipEntry(BaseModel):

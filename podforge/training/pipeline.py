@@ -1,9 +1,10 @@
 """The work behind the ``train-music`` flow's tasks, one function per step (the tasks stay thin).
 
-Label estimates and EnCodec codes are cached by content under ``$PODFORGE_HOME/cache``: a clip is
-analysed and encoded once, whatever run or dataset it appears in. A training run lives in
-``$PODFORGE_HOME/training/<style>/<run key>/`` (the key covers the dataset's hash, the base model's
-identity and the training settings), so re-running the same job resumes from its last checkpoint.
+Label estimates and EnCodec codes are also cached per clip, by content, under ``$PODFORGE_HOME/cache``:
+a clip is analysed and encoded once, whatever run or dataset it appears in. A training run lives in the
+``train`` step's work folder, named by the step's key (the dataset, the base model's identity, the LoRA,
+optimizer and checkpoint settings, the device), so re-running the same job, by a Prefect retry or by a new
+flow run, finds its checkpoints and resumes.
 """
 
 from __future__ import annotations
@@ -14,25 +15,28 @@ import json
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from os import environ
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from podforge.config import GpuSettings, podforge_home
-from podforge.cost import price_gpu_seconds
-from podforge.engines.base import EngineSpec, Resources
+from podforge.config import GpuSettings, PodforgeConfig, podforge_home
+from podforge.engines.base import EngineSpec, MusicRequest
 from podforge.engines.musicgen import ENV, model_location
+from podforge.engines.registry import load_engine, resolve_engine
 from podforge.errors import ConfigError, EngineError
-from podforge.gpu import GpuUsage, gpu_step, list_gpus, resolve_device
-from podforge.io import sha256_file, write_text_atomic
+from podforge.gpu import GpuInfo, GpuUsage, gpu_step
+from podforge.io import copy_atomic, sha256_file, write_text_atomic
+from podforge.planning import place
 from podforge.runner import run_in_env, step_logger
-from podforge.training.dataset import DatasetManifest
+from podforge.training.dataset import DatasetManifest, DatasetSpec
 from podforge.training.prepare import Clip
-from podforge.training.settings import DatasetSpec, TrainingSettings
+from podforge.training.settings import TrainingSettings
 from podforge.training.vram import VramNeed, vram_need
 
 TRAIN_RUNNER = "train_runner.py"
+TRAIN_JOB = "musicgen-train"
 ProgressCallback = Callable[[dict[str, Any]], None]
 
 
@@ -68,12 +72,18 @@ def base_identity(base: str) -> str:
         for path in sorted(p for p in location.rglob("*") if p.is_file()):
             digest.update(f"{path.relative_to(location)}\n{sha256_file(path)}\n".encode())
         return digest.hexdigest()
-    from os import environ
-
     hub = Path(environ.get("HF_HUB_CACHE") or Path(environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub")
     ref = hub / f"models--{base.replace('/', '--')}" / "refs" / "main"
     revision = ref.read_text(encoding="utf-8").strip() if ref.is_file() else "unknown-revision"
     return hashlib.sha256(f"{base}@{revision}".encode()).hexdigest()
+
+
+def training_device(settings: TrainingSettings, gpus: list[GpuInfo]) -> str:
+    """``cuda`` when asked for and a GPU exists; otherwise the CPU (a CUDA job falls back, with a warning)."""
+    if settings.device == "cuda" and not gpus:
+        step_logger().warning("no GPU found: the training runs on the CPU (slowly)")
+        return "cpu"
+    return settings.device
 
 
 # --- labels ---------------------------------------------------------------------------------------------
@@ -91,7 +101,7 @@ def estimate_labels(clips: list[Clip], workdir: Path) -> dict[str, dict[str, Any
         elif clip.sha256 not in {c.sha256 for c in missing}:
             missing.append(clip)
     if missing:
-        response = run_in_env(ENV, "musicgen-label", {}, {"clips": [{"wav": str(c.wav)} for c in missing]}, workdir, runner_module=TRAIN_RUNNER)
+        response = run_in_env(ENV, "musicgen-label", {}, {"clips": [{"wav": str(c.wav)} for c in missing]}, workdir, runner_file=TRAIN_RUNNER)
         for clip, labels in zip(missing, response.result["labels"], strict=True):
             write_text_atomic(cache / f"{clip.sha256}.json", json.dumps(labels))
             found[clip.sha256] = labels
@@ -111,15 +121,15 @@ class EncodedDataset(BaseModel):
         return {"base": self.base_identity, "clips": sorted(self.codes)}
 
 
-def encode(manifest: DatasetManifest, settings: TrainingSettings, device: str, workdir: Path) -> EncodedDataset:
-    identity = base_identity(settings.base)
+def encode(manifest: DatasetManifest, settings: TrainingSettings, identity: str, device: str, workdir: Path) -> EncodedDataset:
+    """Each clip's EnCodec codes with the base model's codec, encoded once per (model identity, clip content)."""
     folder = cache_dir("encodec") / identity[:24]
     codes = {clip.sha256: folder / f"{clip.sha256}.npy" for clip in manifest.clips}
     todo = {clip.sha256: clip for clip in manifest.clips if not codes[clip.sha256].is_file()}
     if todo:
-        runner_settings = {"model": model_location(settings.base), "device": device, "fp16": settings.optim.fp16}
+        runner_settings = {"model": str(model_location(settings.base)), "device": device, "fp16": settings.optim.fp16}
         request = {"clips": [{"wav": str(clip.wav), "codes": str(codes[sha])} for sha, clip in todo.items()]}
-        run_in_env(ENV, "musicgen-encode", runner_settings, request, workdir, timeout_s=settings.timeout_s, runner_module=TRAIN_RUNNER)
+        run_in_env(ENV, "musicgen-encode", runner_settings, request, workdir, timeout_s=settings.timeout_s, runner_file=TRAIN_RUNNER)
     step_logger().info("encode: %d clips, %d encoded now, %d from the cache", len(codes), len(todo), len(codes) - len(todo))
     return EncodedDataset(base_identity=identity, codes=codes)
 
@@ -128,7 +138,6 @@ def encode(manifest: DatasetManifest, settings: TrainingSettings, device: str, w
 
 
 class TrainResult(BaseModel):
-    name: str
     run_dir: Path
     adapter_dir: Path
     device: str
@@ -145,54 +154,32 @@ class TrainResult(BaseModel):
     trainable_parameters: int
     vram: VramNeed
     gpu: GpuUsage = Field(default_factory=GpuUsage)
-    price_as: str
-    cost_usd: float = 0.0
-    settings: dict[str, Any]
+    settings: dict[str, Any] = Field(description="what was trained: base, device, lora, optim, checkpoints")
 
     @property
     def steps_per_second(self) -> float:
         return self.steps_this_run / self.train_seconds if self.train_seconds else 0.0
 
 
-def run_key(manifest: DatasetManifest, encoded: EncodedDataset, settings: TrainingSettings) -> str:
-    payload = json.dumps([manifest.dataset_sha256, encoded.base_identity, settings.runner_settings()], sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()
-
-
-def training_spec(settings: TrainingSettings, gpu: GpuSettings) -> EngineSpec:
-    """The training job as an engine step: its VRAM need holds GPU slots; no GPU falls back to the CPU."""
-    need = vram_need(settings)
-    spec = EngineSpec(
-        name="musicgen-train",
-        impl=f"external/{ENV}/{TRAIN_RUNNER}",
-        kind="music",
-        version="1",
-        settings={"model": model_location(settings.base), "device": settings.device, "fp16": settings.optim.fp16},
-        resources=Resources(device=settings.device, vram_gb=need.total_gb if settings.device == "cuda" else 0.0, env=ENV, cpu_fallback=True),
-    )
-    return resolve_device(spec, gpu.model_copy(update={"cpu_fallback": True}), list_gpus())
-
-
 def train(
-    name: str, manifest: DatasetManifest, encoded: EncodedDataset, settings: TrainingSettings, gpu: GpuSettings, on_progress: ProgressCallback | None = None
+    manifest: DatasetManifest, encoded: EncodedDataset, settings: TrainingSettings, device: str, gpu: GpuSettings, run_dir: Path, on_progress: ProgressCallback | None = None
 ) -> TrainResult:
-    """Train (or resume) the LoRA; follow its progress file while it runs; price the GPU time it used."""
-    run_dir = podforge_home() / "training" / name / run_key(manifest, encoded, settings)[:16]
-    run_dir.mkdir(parents=True, exist_ok=True)
-    spec = training_spec(settings, gpu)
+    """Train (or resume) the LoRA in ``run_dir``, following its progress file while it runs.
+
+    On CUDA the job holds GPU slots for its estimated VRAM need, like any GPU step.
+    """
+    need = vram_need(settings)
     clips = [
         {"id": clip.id, "codes": str(encoded.codes[clip.sha256]), "description": clip.description(), "split": clip.split}
         for clip in manifest.clips
     ]
     request = {"clips": clips, "run_dir": str(run_dir), "settings": settings.runner_settings()}
+    runner_settings = {"model": str(model_location(settings.base)), "device": device, "fp16": settings.optim.fp16}
     started = time.perf_counter()
-    with follow_progress(run_dir / "progress.jsonl", on_progress), gpu_step(spec, gpu) as telemetry:
-        response = run_in_env(ENV, spec.name, spec.settings, request, run_dir, timeout_s=settings.timeout_s, runner_module=TRAIN_RUNNER)
+    with follow_progress(run_dir / "progress.jsonl", on_progress), gpu_step(TRAIN_JOB, device, need.total_gb, gpu) as telemetry:
+        response = run_in_env(ENV, TRAIN_JOB, runner_settings, request, run_dir, timeout_s=settings.timeout_s, runner_file=TRAIN_RUNNER)
     result = response.result
-    price_as = settings.price_as or gpu.price_as
-    usage = telemetry.usage
     return TrainResult(
-        name=name,
         run_dir=run_dir,
         adapter_dir=Path(result["adapter"]),
         device=response.device,
@@ -207,11 +194,9 @@ def train(
         train_seconds=result["train_seconds"],
         wall_seconds=round(time.perf_counter() - started, 3),
         trainable_parameters=result["trainable_parameters"],
-        vram=vram_need(settings),
-        gpu=usage,
-        price_as=price_as,
-        cost_usd=round(price_gpu_seconds(usage.gpu_seconds, price_as), 6) if usage.gpu_seconds else 0.0,
-        settings=settings.model_dump(mode="json"),
+        vram=need,
+        gpu=telemetry.usage,
+        settings={"device": device, **settings.model_dump(mode="json", include={"base", "lora", "optim", "checkpoints"})},
     )
 
 
@@ -259,7 +244,7 @@ def follow_progress(path: Path, on_progress: ProgressCallback | None, interval_s
         deliver()
 
 
-# --- publishing -----------------------------------------------------------------------------------------
+# --- publishing and samples ----------------------------------------------------------------------------
 
 
 def replace_folder(staged: Path, final: Path) -> None:
@@ -276,3 +261,28 @@ def replace_folder(staged: Path, final: Path) -> None:
 def check_trainable(manifest: DatasetManifest) -> None:
     if not manifest.split("train"):
         raise EngineError(f"no usable clips in {manifest.source_dir}: every file was dropped (see the dataset report)", field="dataset")
+
+
+def sample_engine(config: PodforgeConfig, adapter: Path, gpus: list[GpuInfo]) -> EngineSpec:
+    """The ``musicgen`` engine on the trained base with the published adapter, placed on this machine."""
+    settings = config.train_music
+    asked = {**settings.samples.engine_settings, "model": settings.base, "device": settings.device, "adapter": str(adapter)}
+    spec = resolve_engine(config, "musicgen", "music", settings=asked, field="engines.musicgen", settings_field="train_music.samples.engine_settings")
+    return place(spec, config.gpu.model_copy(update={"cpu_fallback": True}), gpus)
+
+
+def make_samples(engine: EngineSpec, prompts: list[str], duration_s: float, seed: int, gpu: GpuSettings, workdir: Path) -> list[Path]:
+    """One bed per prompt from the adapter (seeds ``seed + 1``, ``seed + 2``…), as ``sample-N.wav`` in ``workdir``."""
+    samples = []
+    for number, prompt in enumerate(prompts, start=1):
+        with gpu_step(engine.name, engine.resources.device, engine.resources.vram_gb, gpu):
+            bed = load_engine(engine).run(MusicRequest(prompt=prompt, duration_s=duration_s, seed=seed + number), workdir / f"sample-{number}")
+        samples.append(copy_atomic(bed.wav, workdir / f"sample-{number}.wav"))
+        step_logger().info("sample %d: %r -> %s", number, prompt, samples[-1])
+    return samples
+
+
+def sample_prompts(manifest: DatasetManifest, count: int) -> list[str]:
+    """The descriptions of the validation clips first, then the training clips' (distinct, in order)."""
+    descriptions = [clip.description() for clip in manifest.split("validation") + manifest.split("train")]
+    return list(dict.fromkeys(d for d in descriptions if d))[:count]

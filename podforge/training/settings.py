@@ -1,19 +1,14 @@
-"""Training settings (``configs/training.yaml``, a user file over it) and the dataset's own ``dataset.yaml``."""
+"""The ``train_music:`` section of the config (``podforge train-music``): how clips are prepared, the LoRA,
+the optimizer, checkpoints and the samples of the report.
+
+Plain pydantic models that import nothing of Podforge, so :mod:`podforge.config` can hold them.
+"""
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
-from podforge.config import CONFIG_DIR, GpuSettings, deep_merge, load_config, read_yaml_mapping
-from podforge.errors import ConfigError
-
-TRAINING_CONFIG = CONFIG_DIR / "training.yaml"
-DATASET_FILE = "dataset.yaml"
-Licence = Literal["own", "cc", "purchased", "copyrighted"]
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Strict(BaseModel):
@@ -115,78 +110,3 @@ class TrainingSettings(Strict):
             "early_stopping_patience": c.early_stopping_patience,
             "early_stopping_min_delta": c.early_stopping_min_delta,
         }
-
-
-def load_training_settings(extra_files: list[Path] | tuple[Path, ...] = (), overrides: dict[str, Any] | None = None) -> TrainingSettings:
-    """``configs/training.yaml``, then each extra file's ``train_music:`` section, then ``overrides``."""
-    merged: dict[str, Any] = {}
-    sources = [TRAINING_CONFIG, *(Path(p) for p in extra_files)]
-    for path in sources:
-        merged = deep_merge(merged, read_yaml_mapping(path).get("train_music") or {})
-    if overrides:
-        merged = deep_merge(merged, overrides)
-    try:
-        return TrainingSettings.model_validate(merged)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        field = "train_music." + ".".join(str(part) for part in error["loc"])
-        raise ConfigError(error["msg"].removeprefix("Value error, "), file=" + ".join(str(p) for p in sources[1:]) or str(TRAINING_CONFIG), field=field) from None
-
-
-class ClipLabels(Strict):
-    """A clip's description in the seed's schema (every field optional where the user gives none)."""
-
-    description: str | None = None
-    genre: str | None = None
-    mood: str | None = None
-    bpm: float | None = Field(default=None, gt=0)
-    key: str | None = None
-    instruments: list[str] | None = None
-
-
-class DatasetSpec(Strict):
-    """``dataset.yaml`` in the dataset folder: the licence declaration and labels for every clip."""
-
-    licence: Licence = Field(description="own | cc | purchased | copyrighted")
-    licence_note: str = Field(default="", description="e.g. which CC licence, or where the music was bought")
-    labels: ClipLabels = Field(default_factory=ClipLabels, description="defaults for every clip; a file's own JSON wins")
-    description_template: str = Field(
-        default="{mood}, {genre}, {bpm} BPM, {key}, with {instruments}",
-        description="filled from the labels where a clip has no description: fields genre, mood, bpm, key, instruments; "
-        "a comma-separated part whose fields are unknown is left out",
-    )
-
-
-def read_dataset_spec(dataset_dir: Path) -> DatasetSpec:
-    path = Path(dataset_dir) / DATASET_FILE
-    if not path.is_file():
-        raise ConfigError(
-            "missing: a dataset declares its licence in dataset.yaml (`licence: own | cc | purchased | copyrighted`)", file=path, field="licence"
-        )
-    try:
-        return DatasetSpec.model_validate(read_yaml_mapping(path))
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        raise ConfigError(error["msg"].removeprefix("Value error, "), file=path, field=".".join(str(part) for part in error["loc"])) from None
-
-
-STYLE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-
-
-def check_style_name(name: str) -> str:
-    """A style name is an adapter folder's name: letters, digits, ``.``, ``_`` and ``-``."""
-    if not STYLE_NAME.match(name):
-        raise ConfigError(f"style name {name!r} must be 1-64 letters, digits, '.', '_' or '-' (it names the adapter folder)", field="--name")
-    return name
-
-
-def load_gpu_settings(extra_files: list[Path] | tuple[Path, ...] = ()) -> GpuSettings:
-    """The ``gpu:`` section of the defaults, with each training config file's ``gpu:`` over it."""
-    merged = load_config().gpu.model_dump()
-    for path in extra_files:
-        merged = deep_merge(merged, read_yaml_mapping(Path(path)).get("gpu") or {})
-    try:
-        return GpuSettings.model_validate(merged)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        raise ConfigError(error["msg"], file=" + ".join(str(p) for p in extra_files), field="gpu." + ".".join(str(p) for p in error["loc"])) from None
