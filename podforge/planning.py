@@ -117,10 +117,11 @@ def cast_host(config: PodforgeConfig, script: Script, position: int, name: str, 
 def plan_music(config: PodforgeConfig, script: Script) -> EngineSpec:
     """The bed's engine, with its LoRA adapter if one is asked for.
 
-    The front matter's ``music: {engine, adapter}`` wins over ``use.music`` (``ENGINE`` or ``ENGINE:ADAPTER``,
-    what ``--music`` sets); an adapter alone takes the engine of ``use.music``. The engine is resolved
-    with the config's own settings first, so that a problem there is named in the config, and only then
-    with the adapter, whose problems are named where it was asked for.
+    The front matter's ``music: {engine, adapter}`` wins, as a whole, over ``use.music`` (``ENGINE`` or
+    ``ENGINE:ADAPTER``, what ``--music`` sets): an engine named there comes without ``use.music``'s adapter,
+    an adapter alone takes ``use.music``'s engine. The engine is resolved with the config's own settings
+    first, so that a problem there is named in the config, and only then with the adapter, whose problems
+    are named where it was asked for (the script's file and field, or ``use.music``).
     """
     engine, _, adapter = config.use.music.partition(":")
     field, source = "use.music", None

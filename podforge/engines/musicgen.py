@@ -32,11 +32,10 @@ import numpy as np
 import soundfile
 from pydantic import Field, field_validator, model_validator
 
-from podforge.caching import file_fingerprint
 from podforge.config import models_dir, podforge_home
 from podforge.engines.base import Engine, EngineSettings, MusicRequest, MusicResult, Resources
 from podforge.errors import EngineError
-from podforge.io import atomic_path
+from podforge.io import atomic_path, sha256_file
 from podforge.runner import run_in_env
 
 ENV = "musicgen"
@@ -87,7 +86,7 @@ def adapter_sha256(folder: Path) -> str:
     """sha256 over the LoRA's configuration and weights (names and contents): what the manifest shows."""
     digest = hashlib.sha256()
     for name in ADAPTER_FILES:
-        digest.update(f"{name}\n{file_fingerprint(folder / name)}\n".encode())
+        digest.update(f"{name}\n{sha256_file(folder / name)}\n".encode())
     return digest.hexdigest()
 
 
