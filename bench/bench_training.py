@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -41,13 +42,19 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     args = parser.parse_args()
     os.environ["PODFORGE_HOME"] = tempfile.mkdtemp(prefix="podforge-bench-training-")
+    try:
+        measure(args)
+    finally:
+        shutil.rmtree(os.environ["PODFORGE_HOME"], ignore_errors=True)  # the environment alone is over 1 GB
 
+
+def measure(args: argparse.Namespace) -> None:
     import soundfile
 
     from podforge import envs
+    from podforge.config import load_config
     from podforge.runner import run_in_env
     from podforge.training.pipeline import read_progress
-    from podforge.config import load_config
     from tiny_models import make_tiny_musicgen
 
     home = Path(os.environ["PODFORGE_HOME"])

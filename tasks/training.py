@@ -96,7 +96,7 @@ def train_adapter(name: str, manifest: DatasetManifest, encoded: pipeline.Encode
 @step_task("adapter", cached=False, retries=1)
 def publish_adapter(name: str, manifest: DatasetManifest, result: pipeline.TrainResult, price_as: str) -> card.AdapterInfo:
     """``adapters/<name>``: the LoRA and its model card (always written again: the folder may have changed)."""
-    events = pipeline.read_progress(result.run_dir / "progress.jsonl")
+    events = pipeline.read_progress(result.progress)
     return card.publish_adapter(name, manifest, result, events, card.training_cost(result, price_as))
 
 

@@ -321,7 +321,7 @@ def trained(training_config, prefect_api, tmp_path_factory):
 
 @pytest.mark.timeout(1800)
 def test_a_killed_training_resumes_from_its_last_checkpoint(trained):
-    events = read_progress(trained.training.run_dir / "progress.jsonl")
+    events = read_progress(trained.training.progress)
     starts = [e for e in events if e["event"] == "start"]
     assert [s["resumed_from"] for s in starts] == [0, 2]  # killed after the step-2 checkpoint, resumed from it
     steps = [e["step"] for e in events if e["event"] == "step"]

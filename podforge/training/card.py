@@ -21,7 +21,7 @@ from PIL import Image, ImageDraw
 from pydantic import BaseModel, Field
 
 from podforge.cost import price_gpu_seconds
-from podforge.engines.musicgen import ADAPTER_FILES, LORA_FOLDER, adapter_sha256, adapters_dir
+from podforge.engines.musicgen import LORA_FOLDER, adapter_sha256, adapters_dir
 from podforge.io import copy_atomic, write_bytes_atomic, write_text_atomic
 from podforge.training.dataset import DatasetManifest
 from podforge.training.pipeline import TrainResult, replace_folder
@@ -152,8 +152,8 @@ def publish_adapter(name: str, manifest: DatasetManifest, result: TrainResult, e
     root.mkdir(parents=True, exist_ok=True)
     staged = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=root))
     (staged / LORA_FOLDER).mkdir()
-    for file in ADAPTER_FILES:
-        shutil.copyfile(result.adapter_dir / file, staged / LORA_FOLDER / file)
+    for file in result.adapter_files:
+        shutil.copyfile(file, staged / LORA_FOLDER / file.name)
     sha256 = adapter_sha256(staged / LORA_FOLDER)
     write_bytes_atomic(staged / "loss.png", loss_curve_png(events, result.history))
     write_text_atomic(staged / "dataset.json", manifest.model_dump_json(indent=2))

@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 
 from podforge.config import GpuSettings, PodforgeConfig, podforge_home
 from podforge.engines.base import EngineSpec, MusicRequest
-from podforge.engines.musicgen import ENV, model_location
+from podforge.engines.musicgen import ADAPTER_FILES, ENV, model_location
 from podforge.engines.registry import load_engine, resolve_engine
 from podforge.errors import ConfigError, EngineError
 from podforge.gpu import GpuInfo, GpuUsage, gpu_step
@@ -138,8 +138,11 @@ def encode(manifest: DatasetManifest, settings: TrainingSettings, identity: str,
 
 
 class TrainResult(BaseModel):
+    """What a training made. Its files are listed, so a cached result whose files were deleted is not reused."""
+
     run_dir: Path
-    adapter_dir: Path
+    adapter_files: list[Path] = Field(description="the LoRA to publish: the best by validation loss, else the last")
+    progress: Path = Field(description="the run's events, one JSON object a line")
     device: str
     steps: int
     total_steps: int
@@ -181,7 +184,8 @@ def train(
     result = response.result
     return TrainResult(
         run_dir=run_dir,
-        adapter_dir=Path(result["adapter"]),
+        adapter_files=[Path(result["adapter"]) / name for name in ADAPTER_FILES],
+        progress=run_dir / "progress.jsonl",
         device=response.device,
         steps=result["steps"],
         total_steps=result["total_steps"],
