@@ -374,7 +374,7 @@ def test_adapters_list_and_an_episode_with_the_adapter(trained, tiny_base, prefe
     config = tmp_path / "tiny.yaml"
     config.write_text(
         f"engines:\n  musicgen:\n    settings: {{model: {tiny_base}, loop_s: 2.0, window_s: 1.0, overlap_s: 0.3, crossfade_s: 0.2}}\n"
-        "mix: {intro_s: 1.0, outro_s: 1.0}\nvideo: {width: 320, height: 180, fps: 10}\n"
+        "mix: {intro_s: 1.0, outro_s: 1.0}\nvideo: {width: 320, height: 180, fps: 10}\nqa: {asr: off}\n"  # only the bed is under test
     )
     overrides = _engine_overrides(None, "musicgen:tiny-style", None)  # what `podforge run --music musicgen:tiny-style` passes
     manifest = episode(script=str(script), config=[str(config)], overrides=overrides, out_dir=str(tmp_path / "out"))
