@@ -754,7 +754,8 @@ def stop_all_workers() -> None:
 
 def _forget_inherited_pools() -> None:
     """In a forked child, the parent's workers are not ours to use or stop."""
-    global _default_pool, _spawner
+    global _default_pool, _spawner, _pools_lock, _default_lock
+    _pools_lock, _default_lock = threading.Lock(), threading.Lock()  # another thread may have held them
     _pools.clear()
     _default_pool = None
     _spawner = Spawner()
