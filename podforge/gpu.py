@@ -344,7 +344,9 @@ class GpuStep:
     """One engine step's runner work: the GPU slots and NVML samples of each compute, and what it cost.
 
     A step's requests may wait in a worker's queue and its first may wait for the model to load; neither
-    holds the GPU's slots nor counts as GPU time. :meth:`computing` is entered around each compute.
+    holds the GPU's slots nor counts as GPU time (the load is recorded as ``load_s``, not priced).
+    :meth:`computing` is entered around each compute. A warm worker's weights stay in VRAM between its
+    requests without holding slots, so the slots meter what requests compute, not what idle models keep.
     """
 
     def __init__(self, device: str, vram_gb: float, gpu_index: int | None):

@@ -472,7 +472,7 @@ class Worker:
             raise failure(self.spec, f"timed out after {starter.timeout_s:g} s loading its model; its process group was killed", starter) from None
         if ready is None:
             how = self._discard()
-            raise failure(self.spec, f"{how} while loading its model", starter)
+            raise failure(self.spec, "was stopped (its flow run ended or was cancelled)" if self.closed else f"{how} while loading its model", starter)
         process.wait_for_logs("load")
         starter.load_s += float(ready.get("seconds", 0.0))
         if not ready.get("ok"):

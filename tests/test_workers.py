@@ -7,6 +7,7 @@ Workers are counted by the pid each runner process reports, never by timing.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import os
 import signal
@@ -260,3 +261,55 @@ def test_workers_of_a_forked_child_are_its_own(home, tmp_path):
         assert not gone(parent_response.worker_pid)  # the child's exit left the parent's worker alone
         assert run_in_env(ENV, "iso", {"mode": "versions"}, {}, tmp_path / "again").worker_pid == parent_response.worker_pid
     assert len(pool.started) == 1
+
+
+def test_an_idle_worker_is_stopped_and_started_again_on_demand(home, tmp_path):
+    """A process's default pool (Ray or Dask worker processes, direct engine calls) stops idle workers."""
+    with engine_workers(idle_s=0.5):
+        first = run_in_env(ENV, "iso", {"mode": "versions"}, {}, tmp_path / "a")
+        wait_until(lambda: gone(first.worker_pid), "the idle worker to be stopped")
+        second = run_in_env(ENV, "iso", {"mode": "versions"}, {}, tmp_path / "b")
+    assert second.worker_pid != first.worker_pid and second.load_s > 0
+    assert gone(second.worker_pid)
+
+
+def test_a_cuda_step_holds_its_gpu_slots_only_while_a_request_computes(home, prefect_api, tmp_path):
+    """The slots are taken around each compute on the warm worker, not for the whole step, the queue or the load."""
+    from prefect.client.orchestration import get_client
+
+    from podforge import gpu
+    from podforge.config import GpuSettings
+    from podforge.engines.base import EngineSpec, Resources
+    from podforge.runner import observe_runners
+
+    gpu.ensure_gpu_limits([gpu.GpuInfo(index=4, name="test", uuid="GPU-4", memory_total_bytes=8 * 1024**3, driver_version="-")])
+
+    def active_slots() -> int:
+        with get_client(sync_client=True) as client:
+            return client.read_global_concurrency_limit_by_name(gpu.limit_name(4)).active_slots
+
+    class SlotsSeen:
+        """Stacked inside the step's own observer: sees what the step holds while a request computes."""
+
+        def __init__(self) -> None:
+            self.during: list[int] = []
+
+        def runner_env(self) -> dict[str, str]:
+            return {}
+
+        @contextlib.contextmanager
+        def computing(self, pid: int):
+            self.during.append(active_slots())
+            yield
+
+        def runner_finished(self, response) -> None:
+            pass
+
+    spec = EngineSpec(name="iso", impl="unused", kind="music", version="1", resources=Resources(device="cuda", vram_gb=3, env=ENV))
+    seen, between = SlotsSeen(), []
+    with engine_workers(), gpu.gpu_step(spec, GpuSettings(gpu_index=4, guard="off")) as step, observe_runners(seen):
+        for name in ("a", "b"):
+            run_in_env(ENV, "iso", {"mode": "versions"}, {}, tmp_path / name)
+            between.append(active_slots())
+    assert seen.during == [3, 3] and between == [0, 0]
+    assert step.load_s > 0 and step.compute_s > 0 and step.reported_device == "cpu"

@@ -162,13 +162,13 @@ class Worker:
         self.responses.write(json.dumps(payload, default=str) + "\n")
         self.responses.flush()
 
-    def timed(self, tag: str, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        """Run ``work`` between markers, as busy, and add how long it took."""
+    def timed(self, tag: str, work: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+        """Run ``work(*args)`` between markers, as busy, and add how long it took."""
         self.busy.set()
         mark("begin", tag)
         started = time.perf_counter()
         try:
-            payload = work()
+            payload = work(*args)
         except Exception as exc:  # noqa: BLE001 - every failure goes back to the task as data
             payload = failure(exc)
         payload["seconds"] = round(time.perf_counter() - started, 6)
@@ -209,10 +209,9 @@ def serve(load: Loader, handle: Handler, *, report_versions: tuple[str, ...] = (
     while (message := worker.inbox.get()) is not None:
         if "batch" in message:
             items = [(item["request"], prepared(item["workdir"])) for item in message["batch"]]
-            answer = worker.timed(str(message["id"]), lambda: answer_batch(handle_batch, state, items))
+            answer = worker.timed(str(message["id"]), answer_batch, handle_batch, state, items)
         else:
-            request, workdir = message["request"], prepared(message["workdir"])
-            answer = worker.timed(str(message["id"]), lambda: answer_one(handle, state, request, workdir))
+            answer = worker.timed(str(message["id"]), answer_one, handle, state, message["request"], prepared(message["workdir"]))
         worker.reply({**answer, "id": message["id"]})
 
 
