@@ -642,6 +642,7 @@ class WorkerPool:
         self._workers: dict[WorkerSpec, Worker] = {}
         self._lock = threading.Lock()
         self._cpu_slots = threading.BoundedSemaphore(cpu_slots or default_cpu_slots())
+        self._cpu_waiting = 0
         self._stopped = threading.Event()
         with _pools_lock:
             _pools.add(self)
@@ -671,9 +672,17 @@ class WorkerPool:
 
     @contextlib.contextmanager
     def compute_slots(self, worker: Worker, leader: Job, pid: int) -> Iterator[None]:
+        """A CPU slot for a CPU worker, and the leading request's hooks (a GPU step's slots), around a compute."""
         with contextlib.ExitStack() as held:
             if worker.device == "cpu":
-                held.enter_context(self._cpu_slots)
+                with self._lock:
+                    self._cpu_waiting += 1
+                try:
+                    self._cpu_slots.acquire()
+                finally:
+                    with self._lock:
+                        self._cpu_waiting -= 1
+                held.callback(self._cpu_slots.release)
             if leader.hooks is not None:
                 held.enter_context(leader.hooks.computing(pid))
             yield
@@ -681,6 +690,11 @@ class WorkerPool:
     def record_start(self, spec: WorkerSpec, pid: int) -> None:
         with self._lock:
             self.started.append((spec, pid))
+
+    def waiting_for_cpu(self) -> int:
+        """Requests whose CPU worker is ready but which wait for a CPU compute slot."""
+        with self._lock:
+            return self._cpu_waiting
 
     def pending(self) -> int:
         """Requests queued (not yet being served) on all workers."""

@@ -313,3 +313,25 @@ def test_a_cuda_step_holds_its_gpu_slots_only_while_a_request_computes(home, pre
             between.append(active_slots())
     assert seen.during == [3, 3] and between == [0, 0]
     assert step.load_s > 0 and step.compute_s > 0 and step.reported_device == "cpu"
+
+
+def test_cpu_workers_compute_one_at_a_time_when_the_machine_has_one_cpu_slot(home, tmp_path):
+    gate = tmp_path / "gate"
+    done: list[str] = []
+
+    def speak(name: str, settings: dict, request: dict) -> None:
+        run_in_env(ENV, "iso", settings, request, tmp_path / name)
+        done.append(name)
+
+    with engine_workers(cpu_slots=1) as pool:
+        threads = [threading.Thread(target=contextvars.copy_context().run, args=(speak, "a", {"mode": "versions", "device": "cpu"}, {"wait_for": str(gate)}))]
+        threads[0].start()
+        wait_until(lambda: (tmp_path / "a" / "requests.log").is_file(), "the first CPU worker to compute")
+        threads.append(threading.Thread(target=contextvars.copy_context().run, args=(speak, "b", {"mode": "versions", "device": "cpu", "voice": "b"}, {})))
+        threads[1].start()
+        wait_until(lambda: pool.waiting_for_cpu() == 1, "the second CPU worker to wait for the slot")
+        assert not (tmp_path / "b" / "requests.log").exists() and len(pool.started) == 2  # loaded, not computing
+        gate.touch()
+        for thread in threads:
+            thread.join(timeout=DEADLINE_S)
+    assert sorted(done) == ["a", "b"]
