@@ -40,7 +40,7 @@ import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -349,10 +349,17 @@ class RunnerProcess:
 
     def stop(self) -> None:
         """Close the request pipe (the worker exits when idle), then make sure its group is gone."""
+        self.ask_to_stop()
+        self.finish_stop(time.monotonic() + KILL_GRACE_S)
+
+    def ask_to_stop(self) -> None:
         with contextlib.suppress(OSError):
             self.requests.close()
+
+    def finish_stop(self, deadline: float) -> None:
+        """Wait until ``deadline`` for the worker to exit by itself, then kill what is left of its group."""
         with contextlib.suppress(subprocess.TimeoutExpired):
-            self.popen.wait(timeout=KILL_GRACE_S)
+            self.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
         self.kill()
 
     def _close_and_join(self) -> None:
@@ -593,8 +600,10 @@ class Worker:
         process.stop()
         return True
 
-    def stop(self) -> None:
-        """No more requests: an idle process exits on its own, a busy one is killed with its group."""
+    def stop(self) -> Callable[[float], None]:
+        """No more requests: ask an idle process to exit, SIGTERM a busy one's group (the worker then
+        SIGKILLs its group). Returns what makes sure it is gone, given a deadline (so a pool stops its
+        workers side by side)."""
         with self._cond:
             self.closed = True
             process, busy = self.process, self._leading
@@ -602,11 +611,12 @@ class Worker:
                 self.process = None
             self._cond.notify_all()
         if process is None:
-            return
-        if busy:
-            kill_group(process.popen)  # the leader sees the death, discards the process and fails its jobs
-        else:
-            process.stop()
+            return lambda deadline: None
+        if busy:  # the leader sees the death, discards the process and fails its jobs
+            _signal_group(process.pid, signal.SIGTERM)
+            return lambda deadline: kill_group(process.popen)
+        process.ask_to_stop()
+        return process.finish_stop
 
 
 # --- pools ----------------------------------------------------------------------------------------------
@@ -708,8 +718,10 @@ class WorkerPool:
             self.closed = True
             workers = list(self._workers.values())
         self._stopped.set()
-        for worker in workers:
-            worker.stop()
+        finishing = [worker.stop() for worker in workers]
+        deadline = time.monotonic() + KILL_GRACE_S
+        for finish in finishing:
+            finish(deadline)
         with _pools_lock:
             _pools.discard(self)
 
