@@ -172,6 +172,7 @@ class TreeMemory:
 def episode_child(lines: int, out: Path) -> None:
     """One episode of ``lines`` lines in this (fresh) process; prints its measurements."""
     from podforge.prefect_env import configure_prefect_environment, ensure_prefect_home
+    from podforge.runner import observe_runners
 
     configure_prefect_environment()
     ensure_prefect_home()
@@ -183,8 +184,9 @@ def episode_child(lines: int, out: Path) -> None:
     script.write_text(f"---\ntitle: Workers bench\nhosts:\n  ALEX: {{voice: vits-tiny-local}}\n  SAM: {{voice: vits-tiny-local}}\n---\n{body}\n")
     config = out / "fast.yaml"
     config.write_text(EPISODE_CONFIG)
+    recorder = Responses()
     started = time.perf_counter()
-    with TreeMemory() as memory:
+    with TreeMemory() as memory, observe_runners(recorder):  # the flow's tasks inherit the observer
         manifest = episode(script=str(script), config=[str(config)], out_dir=str(out / "out"))
     speech = [step for step in manifest.steps if step.step == "speech"]
     result = {
@@ -192,12 +194,13 @@ def episode_child(lines: int, out: Path) -> None:
         "engines": sorted({step.engine for step in speech}),
         "wall_s": time.perf_counter() - started,
         "episode_s": manifest.duration_s,
-        "coqui_workers": len(memory.coqui_pids),
+        "coqui_workers": len({response.worker_pid for response in recorder.responses}),
+        "coqui_processes_seen": len(memory.coqui_pids),
         "peak_tree_mb": memory.peak_mb,
         "peak_workers_mb": memory.peak_workers_mb,
         "peak_python_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "load_s": sum(step.load_s for step in speech),
-        "compute_s": sum(step.compute_s for step in speech),
+        "load_s": sum(response.load_s for response in recorder.responses),
+        "compute_s": sum(response.compute_s for response in recorder.responses),
     }
     print("RESULT " + json.dumps(result))
 
@@ -219,12 +222,12 @@ def measure_episode(lines: int, scratch: Path, vits_dir: Path) -> dict:
 
 def memory_table(results: list[dict]) -> list[str]:
     lines = [
-        "| lines | speech engine | wall s | Coqui runner processes | model load s (all lines) | synthesis s (all lines) | peak RSS MB, Coqui workers | peak RSS MB, Python | peak RSS MB, whole tree |",
+        "| lines | speech engine | wall s | Coqui workers (pids reported / seen) | model load s (all lines) | synthesis s (all lines) | peak RSS MB, Coqui workers | peak RSS MB, Python | peak RSS MB, whole tree |",
         "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
-            f"| {r['lines']} | {', '.join(r['engines'])} | {r['wall_s']:.1f} | {r['coqui_workers']} | {r['load_s']:.2f} | {r['compute_s']:.2f} | "
+            f"| {r['lines']} | {', '.join(r['engines'])} | {r['wall_s']:.1f} | {r['coqui_workers']} / {r['coqui_processes_seen']} | {r['load_s']:.2f} | {r['compute_s']:.2f} | "
             f"{r['peak_workers_mb']:.0f} | {r['peak_python_mb']:.0f} | {r['peak_tree_mb']:.0f} |"
         )
     return lines
@@ -242,11 +245,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="podforge-bench-workers-") as folder:
         scratch = Path(folder)
         overhead = per_line_overhead(args.lines, scratch)
+        print(f"\nTiny VITS on the CPU, {args.lines} lines, {os.cpu_count()} CPUs; later lines = lines 2..{args.lines}\n")
+        print("\n".join(overhead_table(overhead)), flush=True)
         episodes = [measure_episode(lines, scratch, scratch / "vits-tiny") for lines in args.episodes]
-    print(f"\nTiny VITS on the CPU, {args.lines} lines, {os.cpu_count()} CPUs; later lines = lines 2..{args.lines}\n")
-    print("\n".join(overhead_table(overhead)))
-    print("\nWhole episodes, one Coqui voice for every line, nothing cached (fresh process each)\n")
-    print("\n".join(memory_table(episodes)))
+    if episodes:
+        print("\nWhole episodes, one Coqui voice for every line, nothing cached (fresh process each)\n")
+        print("\n".join(memory_table(episodes)))
     if len(episodes) >= 2:
         small, large = episodes[0], episodes[-1]
         print(f"\nPeak RSS, whole tree: {large['peak_tree_mb'] / small['peak_tree_mb']:.2f}× for {large['lines'] / small['lines']:.1f}× the lines")
