@@ -92,7 +92,7 @@ def speak_lines(engine, count: int, workdir: Path, *, warm: bool) -> list[dict]:
                 if not warm:
                     line_scope.enter_context(engine_workers())  # a fresh worker, stopped (and waited for) after the line
                 with observe_runners(recorder):
-                    engine.run(SpeechRequest(text=line_text(number), voice="vits-tiny", language="en"), workdir / f"line{number}")
+                    engine.run(SpeechRequest(text=line_text(number), language="en"), workdir / f"line{number}")
             wall = time.perf_counter() - started
             response = recorder.responses[0]
             rows.append({"wall_s": wall, "compute_s": response.compute_s, "load_s": response.load_s, "pid": response.worker_pid})

@@ -12,9 +12,9 @@ from podforge import envs
 from podforge.config import GpuSettings, load_config, podforge_home
 from podforge.engines.base import MusicRequest
 from podforge.engines.registry import resolve_engine
-from podforge.gpu import resolve_device
+from podforge.planning import place
 from podforge.runner import RunnerResponse, observe_runners
-from podforge.steps import run_engine_step
+from podforge.steps import StepContext, run_engine_step, running
 from podforge.workers import engine_workers
 from tiny_models import make_tiny_musicgen, make_tiny_vits
 
@@ -42,11 +42,13 @@ def test_musicgen_loads_once_and_the_step_records_load_and_compute_seconds(tmp_p
     model = make_tiny_musicgen(podforge_home() / "models" / "musicgen-tiny")
     settings = {"model": str(model), "window_s": 1.0, "overlap_s": 0.3, "crossfade_s": 0.2, "top_k": 50}
     config = load_config(overrides={"engines": {"musicgen": {"settings": settings}}})
-    spec = resolve_device(resolve_engine(config, "musicgen", "music"), GpuSettings(), [])  # no GPU here: the CPU
+    spec = place(resolve_engine(config, "musicgen", "music"), GpuSettings(), [])  # no GPU here: the CPU
     recorder = Responses()
     with engine_workers() as pool, observe_runners(recorder):
-        first = run_engine_step("music", spec, MusicRequest(prompt="calm piano", duration_s=1.0, seed=1), GpuSettings())
-        second = run_engine_step("music", spec, MusicRequest(prompt="calm piano", duration_s=1.0, seed=2), GpuSettings())
+        with running(StepContext("music", "warm-1")):
+            first = run_engine_step(spec, MusicRequest(prompt="calm piano", duration_s=1.0, seed=1), GpuSettings())
+        with running(StepContext("music", "warm-2")):
+            second = run_engine_step(spec, MusicRequest(prompt="calm piano", duration_s=1.0, seed=2), GpuSettings())
     assert len(pool.started) == 1
     assert [r.worker_pid for r in recorder.responses] == [pool.started[0][1]] * 2
     assert first.record.load_s > 0 and second.record.load_s == 0  # the second bed found the model loaded

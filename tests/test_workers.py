@@ -279,7 +279,6 @@ def test_a_cuda_step_holds_its_gpu_slots_only_while_a_request_computes(home, pre
 
     from podforge import gpu
     from podforge.config import GpuSettings
-    from podforge.engines.base import EngineSpec, Resources
     from podforge.runner import observe_runners
 
     gpu.ensure_gpu_limits([gpu.GpuInfo(index=4, name="test", uuid="GPU-4", memory_total_bytes=8 * 1024**3, driver_version="-")])
@@ -305,9 +304,8 @@ def test_a_cuda_step_holds_its_gpu_slots_only_while_a_request_computes(home, pre
         def runner_finished(self, response) -> None:
             pass
 
-    spec = EngineSpec(name="iso", impl="unused", kind="music", version="1", resources=Resources(device="cuda", vram_gb=3, env=ENV))
     seen, between = SlotsSeen(), []
-    with engine_workers(), gpu.gpu_step(spec, GpuSettings(gpu_index=4, guard="off")) as step, observe_runners(seen):
+    with engine_workers(), gpu.gpu_step("iso", "cuda", 3, GpuSettings(gpu_index=4, guard="off")) as step, observe_runners(seen):
         for name in ("a", "b"):
             run_in_env(ENV, "iso", {"mode": "versions"}, {}, tmp_path / name)
             between.append(active_slots())
