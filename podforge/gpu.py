@@ -7,8 +7,9 @@
 * :class:`GpuSampler` samples NVML about twice a second for a runner process and its children; the samples
   become :class:`~podforge.steps.GpuUsage` (:func:`usage_from_samples`) and are judged by the guard
   (:func:`assess_fallback`): a step that asked for CUDA but never appeared on a GPU, or kept it near 0%.
-* :func:`gpu_step` puts these together around one engine step. (Where an engine runs on a machine without a
-  GPU is decided by the episode plan, :mod:`podforge.planning`.)
+* :func:`gpu_step` puts these together around one engine step, holding slots and sampling only while a
+  request computes (not while it queues for a warm worker or waits for its model to load). (Where an
+  engine runs on a machine without a GPU is decided by the episode plan, :mod:`podforge.planning`.)
 """
 
 from __future__ import annotations
@@ -340,46 +341,77 @@ class GpuSampler:
 
 
 class GpuStep:
-    """Telemetry for one step: watches the runners it starts and judges what they did on the GPU."""
+    """One engine step's runner work: the GPU slots and NVML samples of each compute, and what it cost.
 
-    def __init__(self, requested_device: str, gpu_index: int | None):
-        self.requested_device = requested_device
+    A step's requests may wait in a worker's queue and its first may wait for the model to load; neither
+    holds the GPU's slots nor counts as GPU time (the load is recorded as ``load_s``, not priced).
+    :meth:`computing` is entered around each compute. A warm worker's weights stay in VRAM between its
+    requests without holding slots, so the slots meter what requests compute, not what idle models keep.
+    """
+
+    def __init__(self, device: str, vram_gb: float, gpu_index: int | None):
+        self.requested_device = device
+        self.vram_gb = vram_gb
         self.gpu_index = gpu_index
         self.reported_device: str | None = None
-        self.sampler = GpuSampler()
+        self.samples: list[NvmlSample] = []
         self.usage = GpuUsage()
+        self.load_s = 0.0
+        self.compute_s = 0.0
+        self._computes: list[GpuUsage] = []
 
     def runner_env(self) -> dict[str, str]:
         if self.gpu_index is None:
             return {}
         return {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": str(self.gpu_index)}
 
-    def runner_started(self, pid: int) -> None:
-        self.sampler.watch(pid)
+    @contextlib.contextmanager
+    def computing(self, pid: int | None) -> Iterator[None]:
+        """On a CUDA step, hold the GPU's slots and sample ``pid`` and its children (None: this process)."""
+        if self.gpu_index is None:
+            yield
+            return
+        with gpu_slots(self.vram_gb, self.gpu_index):
+            sampler = GpuSampler(pid)
+            sampler.start()
+            try:
+                yield
+            finally:
+                self._computes.append(sampler.stop())
+                self.samples.extend(sampler.samples)
 
     def runner_finished(self, response: RunnerResponse) -> None:
         self.reported_device = response.device
+        self.load_s += response.load_s
+        self.compute_s += response.compute_s
+
+    def measured_usage(self) -> GpuUsage:
+        """GPU-seconds summed over the computes (not the gaps between them); peak and utilisation over all."""
+        if not self._computes:
+            return GpuUsage()
+        return usage_from_samples(self.samples).model_copy(update={"gpu_seconds": round(sum(usage.gpu_seconds for usage in self._computes), 3)})
 
 
 @contextlib.contextmanager
-def gpu_step(engine: str, device: str, vram_gb: float, settings: GpuSettings) -> Iterator[GpuStep]:
-    """Around one engine step: GPU slots and NVML telemetry for a CUDA step, the guard afterwards.
+def gpu_step(engine: str, device: str, vram_gb: float, settings: GpuSettings, *, in_process: bool = False) -> Iterator[GpuStep]:
+    """Around one engine step: GPU slots and NVML telemetry while it computes, the guard afterwards.
 
-    ``step.usage`` holds the measurements (and the flag) once the block has finished. Until a runner
-    starts, the sampler watches this process (an in-process engine starts none).
+    An engine that runs in an environment holds the slots only while a request computes in its worker
+    (:meth:`GpuStep.computing`); an ``in_process`` CUDA engine holds them, sampling this process, for
+    the whole step. ``step.usage`` holds the measurements (and the flag) once the block has finished;
+    ``step.load_s`` and ``step.compute_s`` what the runners reported.
     """
     cuda = device == "cuda"
-    step = GpuStep(device, settings.gpu_index if cuda else None)
-    if not cuda:
+    step = GpuStep(device, vram_gb, settings.gpu_index if cuda else None)
+    with contextlib.ExitStack() as held:
+        if cuda and in_process:
+            held.enter_context(step.computing(None))
+        held.enter_context(observe_runners(step))
         yield step
+    step.usage = step.measured_usage()
+    if not cuda:
         return
-    with gpu_slots(vram_gb, settings.gpu_index), observe_runners(step):
-        step.sampler.start()
-        try:
-            yield step
-        finally:
-            step.usage = step.sampler.stop()
-    flag = assess_fallback("cuda", step.sampler.samples, min_util=settings.min_utilization, reported_device=step.reported_device)
+    flag = assess_fallback("cuda", step.samples, min_util=settings.min_utilization, reported_device=step.reported_device)
     if flag and settings.guard != "off":
         step.usage = step.usage.model_copy(update={"flagged": flag})
         if settings.guard == "fail":

@@ -25,6 +25,7 @@ class ManifestStep(BaseModel):
     device: str
     seconds: float
     load_s: float = Field(default=0.0, description="of `seconds`, starting the engine and loading its model")
+    compute_s: float = Field(default=0.0, description="of `seconds`, the engine's runner computing (what GPU-seconds are measured over)")
     cached: bool
     gpu: GpuUsage = Field(default_factory=GpuUsage)
     cost_usd: float = Field(default=0.0, description="the step's GPU-seconds priced on `gpu_priced_as`")
@@ -63,6 +64,7 @@ class EpisodeManifest(BaseModel):
                 device=r.device,
                 seconds=r.seconds,
                 load_s=r.load_s,
+                compute_s=r.compute_s,
                 cached=r.cached_in(attempt),
                 gpu=r.gpu,
                 cost_usd=round(price_gpu_seconds(r.gpu.gpu_seconds, price_as), 6) if r.gpu.gpu_seconds else 0.0,

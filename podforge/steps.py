@@ -42,6 +42,7 @@ class StepRecord(BaseModel):
     device: str = "cpu"
     seconds: float = 0.0
     load_s: float = Field(default=0.0, description="of `seconds`, time spent starting an engine and loading its model")
+    compute_s: float = Field(default=0.0, description="of `seconds`, time its runner computed (GPU-seconds are measured over it)")
     key: str
     made_in: str | None = Field(default=None, description="the flow run attempt that made it: '<flow run id>#<attempt>'")
     gpu: GpuUsage = Field(default_factory=GpuUsage)
@@ -76,13 +77,14 @@ class StepContext:
             self._workdir = step_workdir(self.step, self.key)
         return self._workdir
 
-    def record(self, engine: str, *, device: str = "cpu", gpu: GpuUsage | None = None, load_s: float = 0.0, **notes: Any) -> StepRecord:
+    def record(self, engine: str, *, device: str = "cpu", gpu: GpuUsage | None = None, load_s: float = 0.0, compute_s: float = 0.0, **notes: Any) -> StepRecord:
         return StepRecord(
             step=self.step,
             engine=engine,
             device=device,
             seconds=round(time.perf_counter() - self._started, 3),
             load_s=round(load_s, 3),
+            compute_s=round(compute_s, 3),
             key=self.key,
             made_in=current_run_attempt(),
             gpu=gpu or GpuUsage(),
@@ -157,9 +159,10 @@ def run_engine_step(spec: EngineSpec, request: BaseModel, gpu: GpuSettings) -> S
     :func:`podforge.gpu.gpu_step`); ``spec`` has already been placed on this machine by the plan.
     """
     step = current_step()
-    with gpu_step(spec.name, spec.resources.device, spec.resources.vram_gb, gpu) as telemetry:
+    with gpu_step(spec.name, spec.resources.device, spec.resources.vram_gb, gpu, in_process=spec.resources.env is None) as telemetry:
         result = load_engine(spec).run(request, step.workdir)
-    if telemetry.sampler.samples:
-        write_samples(step.workdir / "nvml-samples.jsonl", telemetry.sampler.samples)
+    if telemetry.samples:
+        write_samples(step.workdir / "nvml-samples.jsonl", telemetry.samples)
     device = telemetry.reported_device or spec.resources.device
-    return StepOutput(record=step.record(spec.name, device=device, gpu=telemetry.usage), result=result)
+    record = step.record(spec.name, device=device, gpu=telemetry.usage, load_s=telemetry.load_s, compute_s=telemetry.compute_s)
+    return StepOutput(record=record, result=result)

@@ -20,7 +20,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("podforge", "podforge.timing", "podforge.errors", "podforge.textnorm"),
     ("podforge.config", "podforge.script", "podforge.io", "podforge.prefect_env", "podforge.training.settings"),
     ("podforge.media",),
-    ("podforge.runner", "podforge.envs", "podforge.gpu", "podforge.caching", "podforge.cost"),
+    ("podforge.runner", "podforge.workers", "podforge.envs", "podforge.gpu", "podforge.caching", "podforge.cost"),
     ("podforge.engines",),
     ("podforge.steps", "podforge.planning", "podforge.dialogue", "podforge.publish", "podforge.publishing", "podforge.manifest", "podforge.report", "podforge.progress", "podforge.doctor", "podforge.qa", "podforge.training"),
     ("tasks",),

@@ -1,8 +1,10 @@
 """The runner protocol against a real isolated environment (external/isolation-check): isolation, errors
-that name the engine and environment, timeouts and interrupts that kill the whole process group."""
+that name the engine, the environment and the request, timeouts and interrupts that kill the whole
+process group. (Warm workers themselves: tests/test_workers.py.)"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import subprocess
@@ -19,6 +21,7 @@ import six
 from podforge import envs
 from podforge.errors import EngineError
 from podforge.runner import RunnerResponse, observe_runners, run_in_env
+from podforge.workers import engine_workers
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +31,13 @@ def home(tmp_path_factory) -> Path:
         patch.setenv("PODFORGE_HOME", str(home))
         envs.build("isolation-check", log=lambda line: None)
         yield home
+
+
+@pytest.fixture(autouse=True)
+def pool():
+    """Each test's workers are its own, and stopped when it ends."""
+    with engine_workers() as pool:
+        yield pool
 
 
 def gone(pid: int) -> bool:
@@ -56,6 +66,7 @@ def test_runner_sees_its_own_pins_not_the_main_environment(home, tmp_path, caplo
     assert Path(response.result["six_file"]).is_relative_to(env_root)
     assert Path(response.result["prefix"]).resolve() == env_root.resolve()
     assert response.versions["six"] == "1.15.0" and response.versions["python"]
+    assert response.worker_pid == response.result["pid"] and response.result["cwd"] == str(tmp_path / "work")
     assert "[isolation-check:iso] isolation-check: engine=iso mode=versions" in caplog.text
 
 
@@ -64,16 +75,20 @@ def test_ok_false_is_an_engine_error_naming_engine_and_environment(home, tmp_pat
         run_in_env("isolation-check", "iso", {"mode": "fail"}, {"reason": "bad prompt"}, tmp_path)
     message = caught.value.message
     assert "engine 'iso' in environment 'isolation-check' failed: ValueError: asked to fail: bad prompt" in message
+    assert 'request: {"reason": "bad prompt"}' in message
     assert "isolation-check: engine=iso mode=fail" in message  # the log tail
     assert caught.value.field == "engines.iso"
 
 
-def test_a_crash_reports_the_exit_code_and_the_last_log_lines(home, tmp_path):
+def test_a_crash_is_restarted_once_then_names_the_request_and_the_last_log_lines(home, tmp_path):
     with pytest.raises(EngineError) as caught:
-        run_in_env("isolation-check", "iso", {"mode": "crash"}, {}, tmp_path)
+        run_in_env("isolation-check", "iso", {"mode": "crash"}, {"text": "Line seven, said twice."}, tmp_path)
     message = caught.value.message
-    assert "engine 'iso' in environment 'isolation-check' exited with code 3" in message
+    assert "engine 'iso' in environment 'isolation-check' exited with code 3 while serving the request, again after a restart" in message
+    assert 'request: {"text": "Line seven, said twice."}' in message
     assert "crash log line 29" in message and "crash log line 5\n" not in message  # only the tail
+    attempts = (tmp_path / "requests.log").read_text().split()
+    assert len(attempts) == 2 and attempts[0] != attempts[1]  # two worker processes, one request each
 
 
 def test_an_unbuilt_environment_says_how_to_build_it(tmp_path, monkeypatch):
@@ -93,26 +108,33 @@ def test_a_timeout_kills_the_whole_process_group(home, tmp_path):
 
 class Recorder:
     def __init__(self):
-        self.pids: list[int] = []
-        self.devices: list[str] = []
+        self.computing_pids: list[int] = []
+        self.responses: list[RunnerResponse] = []
 
     def runner_env(self) -> dict[str, str]:
         return {"PODFORGE_TEST_MARK": "seen"}
 
-    def runner_started(self, pid: int) -> None:
-        self.pids.append(pid)
+    @contextlib.contextmanager
+    def computing(self, pid: int):
+        self.computing_pids.append(pid)
+        yield
 
     def runner_finished(self, response: RunnerResponse) -> None:
-        self.devices.append(response.device)
+        self.responses.append(response)
 
 
-def test_an_observer_learns_the_runner_pid_and_device(home, tmp_path):
+def test_an_observer_learns_the_worker_pid_device_and_load_and_compute_seconds(home, tmp_path):
     recorder = Recorder()
-    with observe_runners(recorder):
-        run_in_env("isolation-check", "iso", {"mode": "versions"}, {}, tmp_path)
-    run_in_env("isolation-check", "iso", {"mode": "versions"}, {}, tmp_path)  # outside: not observed
-    assert len(recorder.pids) == 1 and recorder.devices == ["cpu"]
-    assert gone(recorder.pids[0])
+    with engine_workers():
+        with observe_runners(recorder):
+            first = run_in_env("isolation-check", "iso", {"mode": "versions"}, {}, tmp_path)
+            second = run_in_env("isolation-check", "iso", {"mode": "versions"}, {}, tmp_path)
+        run_in_env("isolation-check", "iso", {"mode": "versions"}, {}, tmp_path)  # outside: not observed
+    assert recorder.responses == [first, second] and [r.device for r in recorder.responses] == ["cpu", "cpu"]
+    assert recorder.computing_pids == [first.worker_pid, first.worker_pid]  # once per request, on one warm worker
+    assert first.load_s > 0 and second.load_s == 0  # the second request found the model loaded
+    assert first.compute_s > 0 and second.compute_s > 0
+    assert gone(first.worker_pid)  # stopped when its scope ended
 
 
 CHILD = textwrap.dedent(
