@@ -18,6 +18,7 @@ from podforge.manifest import EpisodeManifest
 from podforge.media.encoders import choose_h264_encoder
 from podforge.progress import ProgressBoard
 from podforge.prefect_env import episode_task_runner
+from podforge.workers import with_engine_workers
 from tasks.captions import captions
 from tasks.dialogue import dialogue
 from tasks.mix import mix
@@ -31,6 +32,7 @@ from tasks.video import avatar, layout, video
 
 
 @flow(name="episode", log_prints=True, task_runner=episode_task_runner())
+@with_engine_workers  # one warm worker per engine for this run, stopped when it ends
 def episode(script: str = "", script_text: str = "", config: list[str] | None = None, overrides: dict[str, Any] | None = None, out_dir: str = "output") -> EpisodeManifest:
     """Produce one episode from a script file (``script``), or from ``script_text`` when it is given."""
     cfg = load_config(config or [], overrides)

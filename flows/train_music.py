@@ -23,6 +23,7 @@ from podforge.config import deep_merge, load_config
 from podforge.gpu import ensure_gpu_limits, list_gpus
 from podforge.training import card, pipeline
 from podforge.training.dataset import check_style_name, estimates_needed, read_dataset_spec, user_labels_by_source
+from podforge.workers import with_engine_workers
 from tasks.training import Samples, dataset_manifest, encode_clips, ingest, label_clips, make_samples, prepare_clips, publish_adapter, report, train_adapter
 
 
@@ -35,6 +36,7 @@ class TrainingSummary(BaseModel):
 
 
 @flow(name="train-music", log_prints=True)
+@with_engine_workers  # one warm worker per engine for this run, stopped when it ends
 def train_music(
     dataset_dir: str, name: str, base: str | None = None, config: list[str] | None = None, overrides: dict[str, Any] | None = None, i_have_the_rights: bool = False
 ) -> TrainingSummary:

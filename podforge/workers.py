@@ -30,6 +30,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import contextvars
+import functools
 import itertools
 import json
 import logging
@@ -44,7 +45,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, ContextManager, Protocol
+from typing import IO, Any, ContextManager, ParamSpec, Protocol, TypeVar
 
 import psutil
 from pydantic import BaseModel, Field, ValidationError
@@ -58,6 +59,8 @@ LOG_SYNC_S = 5.0
 MAX_RESTARTS = 1
 MARK = "\x1epodforge:"
 PARENT_PID_VARIABLE = "PODFORGE_PARENT_PID"
+P = ParamSpec("P")
+R = TypeVar("R")
 MEMORY_LIMIT_VARIABLE = "PODFORGE_MEMORY_LIMIT_MB"
 IDLE_VARIABLE = "PODFORGE_WORKER_IDLE_S"
 DEFAULT_IDLE_S = 600.0
@@ -768,6 +771,20 @@ def engine_workers(**options: Any) -> Iterator[WorkerPool]:
     finally:
         _active.reset(token)
         pool.close()
+
+
+def with_engine_workers(body: Callable[P, R]) -> Callable[P, R]:
+    """Run a flow's body inside :func:`engine_workers` (put under ``@flow``): its workers stop with the run.
+
+    The signature and docstring stay the flow's own (Prefect builds the run form from them).
+    """
+
+    @functools.wraps(body)
+    def scoped(*args: P.args, **kwargs: P.kwargs) -> R:
+        with engine_workers():
+            return body(*args, **kwargs)
+
+    return scoped
 
 
 def stop_all_workers() -> None:

@@ -333,3 +333,30 @@ def test_cpu_workers_compute_one_at_a_time_when_the_machine_has_one_cpu_slot(hom
         for thread in threads:
             thread.join(timeout=DEADLINE_S)
     assert sorted(done) == ["a", "b"]
+
+
+def test_a_flow_under_with_engine_workers_stops_its_workers_when_it_ends_or_fails(home, prefect_api, tmp_path):
+    from prefect import flow, task
+
+    from podforge.workers import with_engine_workers
+
+    @task
+    def speak(word: str) -> int | None:
+        return run_in_env(ENV, "iso", {"mode": "versions", "max_batch": 1}, {"say": word}, tmp_path / word).worker_pid
+
+    @flow
+    @with_engine_workers
+    def lines(words: list[str], fail: bool = False) -> list[int | None]:
+        """Speak every word."""
+        pids = [future.result() for future in [speak.submit(word) for word in words]]
+        if fail:
+            raise RuntimeError(f"failed after {pids}")
+        return pids
+
+    assert lines.description == "Speak every word." and list(lines.parameters.properties) == ["words", "fail"]
+    pids = set(lines(["alpha", "bravo"]))
+    assert len(pids) == 1 and all(gone(pid) for pid in pids)  # one worker for the run, stopped when it returned
+    with pytest.raises(RuntimeError, match="failed after") as failure:
+        lines(["charlie"], fail=True)
+    failed_pid = int(str(failure.value).split("[")[1].rstrip("]"))
+    assert failed_pid not in pids and gone(failed_pid)
