@@ -60,8 +60,57 @@ def test_hash_covers_python_version_requirements_and_constraints(home, external)
     assert envs.env_spec("demo").python_version == "3.10"
 
 
+def test_nodeps_requirements_and_index_overrides_are_part_of_the_identity(home, external):
+    folder = define_env(external, "demo", "six==1.15.0\n")
+    plain = envs.env_hash("demo")
+    (folder / "requirements-nodeps.txt").write_text("python-dateutil==2.9.0.post0\n")
+    with_nodeps = envs.env_hash("demo")
+    (folder / "index.txt").write_text("# PyTorch's CUDA 11.8 builds for Hopper GPUs\n--extra-index-url https://download.pytorch.org/whl/cu118\n")
+    with_index = envs.env_hash("demo")
+    assert len({plain, with_nodeps, with_index}) == 3
+    spec = envs.env_spec("demo")
+    assert spec.index_args() == ["--extra-index-url", "https://download.pytorch.org/whl/cu118"]
+    steps = envs.install_steps(spec)
+    assert [(path.name, extra) for path, extra in steps] == [("requirements.txt", []), ("requirements-nodeps.txt", ["--no-deps"])]
+
+
+def test_an_index_file_comes_before_the_configured_indexes():
+    settings = {"index-url": ["https://pypi.org/simple"], "extra-index-url": ["file:///opt/pypi/simple"], "find-links": ["/opt/wheels"]}
+    uv_args = envs.uv_pip_args(settings, ["--index-url", "https://download.pytorch.org/whl/cu118"])
+    assert uv_args[:4] == ["--index-strategy", "unsafe-best-match", "--index-url", "https://download.pytorch.org/whl/cu118"]
+    assert "https://pypi.org/simple" not in uv_args  # replaced, not added
+    assert uv_args[uv_args.index("--extra-index-url") + 1] == "file:///opt/pypi/simple"
+    # on pip's command line the configured extras would be dropped, so they are repeated
+    pip_args = envs.pip_index_args(settings, ["--extra-index-url", "https://download.pytorch.org/whl/cu118"])
+    assert pip_args == ["--extra-index-url", "https://download.pytorch.org/whl/cu118", "--extra-index-url", "file:///opt/pypi/simple", "--find-links", "/opt/wheels"]
+    assert envs.pip_index_args(settings, []) == []
+
+
+def test_a_bad_index_line_names_the_file_and_line(tmp_path):
+    index = tmp_path / "index.txt"
+    index.write_text("--index-url https://example.invalid/simple\ntorch==2.0.1\n")
+    with pytest.raises(EngineError, match=r"index.txt:2: expected one of --index-url"):
+        envs.read_index_options(index)
+
+
+def test_a_nodeps_requirements_file_is_installed_without_dependencies(home, external):
+    define_env(external, "demo", "idna==2.10\n")
+    (external / "demo" / "requirements-nodeps.txt").write_text("python-dateutil==2.9.0.post0\n")
+    python = envs.build("demo", log=lambda line: None) / "bin" / "python"
+    code = "import importlib.util as u, dateutil; print(dateutil.__version__, u.find_spec('six') is None)"
+    completed = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True)
+    assert completed.stdout.split() == ["2.9.0.post0", "True"]  # python-dateutil needs six; --no-deps left it out
+
+
+def test_test_fixtures_are_hidden_from_users_but_build_by_name(home):
+    assert "isolation-check" not in envs.defined_envs()
+    assert "isolation-check" in envs.defined_envs(include_fixtures=True) and envs.env_spec("isolation-check").fixture
+    envs.build("isolation-check", log=lambda line: None)
+    assert "isolation-check" not in [row.name for row in envs.list_envs()]  # not listed, not even as "stale"
+
+
 def test_unknown_and_unbuilt_environments_say_what_to_do(home):
-    with pytest.raises(EngineError, match="unknown environment 'nope'.*known environments: .*isolation-check"):
+    with pytest.raises(EngineError, match="unknown environment 'nope'.*known environments: .*sadtalker"):
         envs.env_hash("nope")
     with pytest.raises(EngineError, match=r"environment 'isolation-check' is not built; run `podforge envs build isolation-check`"):
         envs.python_for("isolation-check")
@@ -117,7 +166,7 @@ def test_a_killed_build_is_never_used_and_is_rebuilt(home):
     assert envs.read_marker(target) is None  # ... but never finished
     with pytest.raises(EngineError, match="only partly built.*podforge envs build isolation-check"):
         envs.python_for("isolation-check")
-    assert [row.state for row in envs.list_envs() if row.name == "isolation-check"] == ["incomplete"]
+    assert [row.state for row in envs.list_envs(include_fixtures=True) if row.name == "isolation-check"] == ["incomplete"]
 
     lines: list[str] = []
     assert envs.build("isolation-check", log=lines.append) == target
@@ -129,7 +178,7 @@ def test_a_failed_build_leaves_nothing_and_reports_the_tail(home, external):
     define_env(external, "broken", "podforge-no-such-package-xyz==0.0.1\n")
     with pytest.raises(EngineError) as caught:
         envs.build("broken", log=lambda line: None)
-    assert "installing broken's requirements failed" in caught.value.message
+    assert "installing broken's requirements.txt failed" in caught.value.message
     assert "podforge-no-such-package-xyz" in caught.value.message
     assert not envs.env_dir("broken").exists()
     with pytest.raises(EngineError, match="not built"):
@@ -245,8 +294,7 @@ def test_doctor_on_this_machine_says_plainly_what_is_missing(home):
     host = messages(report.host.findings, "warn")
     assert "no NVIDIA GPU" in host and "NVMLError" in host and "cpu_fallback" in host
     by_name = {env.name: env for env in report.envs}
-    assert by_name["isolation-check"].state == "built"
-    assert by_name["isolation-check"].probe["python"] == f"{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}"
+    assert "isolation-check" not in by_name  # a test fixture, never shown to users
     assert by_name["audiocraft"].findings[0].message == "not built; run `podforge envs build audiocraft`"
 
     from podforge.envs_cli import envs_app
@@ -255,7 +303,7 @@ def test_doctor_on_this_machine_says_plainly_what_is_missing(home):
     assert result.exit_code == 0, result.output
     assert "no NVIDIA GPU" in result.output and "podforge envs build audiocraft" in result.output
     listing = CliRunner().invoke(envs_app, ["list"], env={"COLUMNS": "200"})
-    assert "isolation-check" in listing.output and "built" in listing.output and "not built" in listing.output
+    assert "isolation-check" not in listing.output and "not built" in listing.output
 
 
 def test_doctor_checks_the_sadtalker_checkout_and_weights(tmp_path, monkeypatch):
