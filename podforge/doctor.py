@@ -1,16 +1,19 @@
 """``podforge envs doctor``: what works on this machine, what does not, and what to do about it.
 
 It checks the host (NVML, the driver, NVENC), runs ``external/_common/doctor_probe.py`` inside every built
-environment (torch, CUDA, a real CUDA operation, the imports old engines trip on) and asks each configured
-engine for its own checks (:meth:`podforge.engines.base.Engine.doctor_checks`: checkouts, weights). The
+environment (torch, CUDA, a real CUDA operation, the GPU's architecture against torch's kernels, every
+import the environment's runner makes, the imports old engines trip on) and asks each configured engine for
+its own checks (:meth:`podforge.engines.base.Engine.doctor_checks`: checkouts, weights, its CLI). The
 diagnosis is plain functions of recorded probe output, so it is tested without a GPU.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -20,7 +23,7 @@ from podforge.config import PodforgeConfig, deep_merge, load_config
 from podforge.engines.base import DoctorFinding as Finding
 from podforge.engines.base import validate_settings
 from podforge.engines.registry import engine_class
-from podforge.envs import COMMON_DIR, list_envs, python_for
+from podforge.envs import COMMON_DIR, env_spec, list_envs, python_for
 from podforge.errors import ConfigError, EngineError
 from podforge.gpu import nvml_report
 from podforge.media.encoders import choose_h264_encoder
@@ -80,6 +83,7 @@ def doctor(*, ffmpeg: str | None = None) -> DoctorReport:
             diagnoses.append(EnvDiagnosis(name=row.name, state=row.state, path=row.path, findings=[Finding(level="error", message=exc.message)]))
             continue
         findings = diagnose_probe(probe, has_gpu=bool(nvml.gpus), cuda_driver_version=nvml.cuda_driver_version, driver_version=nvml.driver_version)
+        findings += arch_findings(probe.get("torch"), row.name) + import_findings(probe, row.name)
         findings += engine_findings(row.name)
         diagnoses.append(EnvDiagnosis(name=row.name, state=row.state, path=row.path, probe=probe, findings=findings))
     return DoctorReport(host=host, envs=diagnoses)
@@ -118,16 +122,44 @@ def _encoder_choice(ffmpeg: str | None) -> tuple[str, str] | None:
     return (choice.name, choice.reason)
 
 
+def runner_imports(runner: Path) -> list[list]:
+    """What a runner imports beyond the standard library and ``_common``: ``[module, [names]]`` in order.
+
+    Read from the runner's source (every ``import``, also those inside functions, which run when it
+    serves), so the doctor's probe imports exactly what the runner will.
+    """
+    local = {path.stem for path in COMMON_DIR.glob("*.py")}
+    found: list[list] = []
+    for node in ast.walk(ast.parse(runner.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            entries = [[alias.name, []] for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            entries = [[node.module, [alias.name for alias in node.names]]]
+        else:
+            continue
+        for module, names in entries:
+            top = module.split(".")[0]
+            if top in sys.stdlib_module_names or top in local or top == "__future__" or [module, names] in found:
+                continue
+            found.append([module, names])
+    return found
+
+
 def run_probe(name: str) -> dict:
-    """Run ``_common/doctor_probe.py`` inside environment ``name``; its JSON report."""
+    """Run ``_common/doctor_probe.py`` inside environment ``name``: its JSON report, with the result of
+    importing what the environment's runner imports."""
     python = python_for(name)
+    runner = env_spec(name).runner
     with tempfile.TemporaryDirectory(prefix="podforge-probe-") as folder:
         output = Path(folder) / "probe.json"
+        probe_spec = Path(folder) / "spec.json"
+        probe_spec.write_text(json.dumps({"imports": runner_imports(runner) if runner.is_file() else []}), encoding="utf-8")
         environment = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
         environment["PYTHONNOUSERSITE"] = "1"
+        environment["PYTHONPATH"] = str(COMMON_DIR)  # as for the runner itself
         try:
             completed = subprocess.run(
-                [str(python), str(COMMON_DIR / "doctor_probe.py"), str(output)],
+                [str(python), str(COMMON_DIR / "doctor_probe.py"), str(output), str(probe_spec)],
                 capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, env=environment, check=False,
             )
         except subprocess.TimeoutExpired:
@@ -136,6 +168,55 @@ def run_probe(name: str) -> dict:
             tail = "\n".join(completed.stderr.strip().splitlines()[-10:])
             raise EngineError(f"the doctor probe failed in environment {name!r} (exit {completed.returncode}):\n{tail}", field="env")
         return json.loads(output.read_text(encoding="utf-8"))
+
+
+def import_findings(probe: dict, env: str) -> list[Finding]:
+    """One finding per runner import that fails, with the fix; one ok line when they all import."""
+    results = probe.get("imports")
+    if results is None:
+        return []
+    failed = [result for result in results if not result["ok"]]
+    if not failed:
+        return [Finding(level="ok", message=f"the runner's imports all work: {', '.join(result['module'] for result in results) or 'none'}")]
+    return [
+        Finding(
+            level="error",
+            message=f"the runner cannot import {result['module']}" + (f" ({', '.join(result['names'])})" if result["names"] else "") + f": {result['error']}",
+            fix=f"correct the pin in external/{env}/requirements.txt and run `podforge envs build {env}`",
+        )
+        for result in failed
+    ]
+
+
+MIN_CUDA_FOR_CAPABILITY = {(8, 9): "11.8", (9, 0): "11.8", (10, 0): "12.8", (12, 0): "12.8"}
+"""The first CUDA toolkit with kernels for a compute capability (older ones run on CUDA 11.x builds)."""
+
+
+def arch_findings(torch_probe: dict | None, env: str) -> list[Finding]:
+    """Does this torch carry kernels for the GPU's compute capability? If not, exactly which build to use."""
+    if not torch_probe or not torch_probe.get("capability") or not torch_probe.get("arch_list"):
+        return []
+    major, minor = (int(part) for part in str(torch_probe["capability"]).split("."))
+    archs = torch_probe["arch_list"]
+    sm = f"sm_{major}{minor}"
+    lower_same_major = [a for a in archs if a.startswith(f"sm_{major}") and a <= sm]
+    ptx = [a for a in archs if a.startswith("compute_") and int(a.split("_")[1]) <= major * 10 + minor]
+    if sm in archs or lower_same_major or ptx:
+        return [Finding(level="ok", message=f"torch {torch_probe.get('version')} has kernels for this GPU ({sm}; built for {', '.join(archs)})")]
+    version = str(torch_probe.get("version", "?")).split("+")[0]
+    cuda = MIN_CUDA_FOR_CAPABILITY.get((major, minor), "a newer CUDA")
+    tag = "cu" + cuda.replace(".", "") if cuda[0].isdigit() else "cuXXX"
+    return [Finding(
+        level="error",
+        message=(
+            f"torch {torch_probe.get('version')} has no kernels for this GPU ({torch_probe.get('device_name')}, {sm}; it has {', '.join(archs)}), "
+            f"so CUDA work fails with \"no kernel image\""
+        ),
+        fix=(
+            f"use torch {version}+{tag}: put `--index-url https://download.pytorch.org/whl/{tag}` and `--extra-index-url https://pypi.org/simple` "
+            f"in external/{env}/index.txt and run `podforge envs build {env}`"
+        ),
+    )]
 
 
 def diagnose_host(nvml_error: str | None, gpus: list, driver_version: str | None, cuda_driver_version: str | None, encoder: tuple[str, str] | None) -> list[Finding]:

@@ -5,8 +5,7 @@ An environment is defined by files in ``external/<name>/``:
 * ``requirements.txt``: exact pins, resolved together (required);
 * ``requirements-nodeps.txt``: exact pins installed afterwards with ``--no-deps``, for packages whose
   declared dependencies cannot be met or must not be followed (audiocraft 1.3.0 asks for ``av==11.0.0``,
-  which has no wheel; ``sadtalker-z`` asks for gradio and an older numpy). Their real needs are pinned in
-  ``requirements.txt``;
+  which has no wheel). Their real needs are pinned in ``requirements.txt``;
 * ``constraints.txt``: caps applied to both installs;
 * ``index.txt``: package-index overrides, one pip option per line (``--index-url URL``,
   ``--extra-index-url URL``, ``--find-links PATH``), e.g. PyTorch's cu118 index for torch 2.0.1 on Hopper

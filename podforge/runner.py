@@ -127,6 +127,31 @@ def run_in_env(env: str, engine: str, settings: dict[str, Any], request: dict[st
     return response
 
 
+class EnvCommand(BaseModel):
+    """How a command line run with an environment's interpreter went (``podforge envs doctor``'s checks)."""
+
+    ok: bool
+    returncode: int | None = Field(description="None: it could not start, or ran past its time")
+    tail: str = Field(description="the last lines of its output, or why it did not run")
+
+
+def run_env_python(env: str, args: list[str], *, timeout_s: float = 240.0) -> EnvCommand:
+    """``python ARGS`` with environment ``env``'s interpreter and a runner's variables (its bin first on
+    PATH, ``_common`` importable); an EngineError when the environment is not built."""
+    python = envs.python_for(env)
+    try:
+        done = subprocess.run(
+            [str(python), *args], capture_output=True, text=True, errors="replace", timeout=timeout_s,
+            env=runner_environment(python, None), stdin=subprocess.DEVNULL, check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return EnvCommand(ok=False, returncode=None, tail=f"did not finish within {timeout_s:g} s")
+    except OSError as exc:
+        return EnvCommand(ok=False, returncode=None, tail=str(exc))
+    tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-6:])[-1500:]
+    return EnvCommand(ok=done.returncode == 0, returncode=done.returncode, tail=tail)
+
+
 def runner_environment(python: Path, observer: RunnerObserver | None) -> dict[str, str]:
     """The runner's variables: the environment's bin first, ``_common`` importable, nothing of ours leaking."""
     environment = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}

@@ -230,7 +230,8 @@ def load_probe(name: str) -> dict:
 
 
 def messages(findings, level: str) -> str:
-    return " | ".join(f.message for f in findings if f.level == level)
+    """The findings of one level, each as ``message → fix``."""
+    return " | ".join(f.line() for f in findings if f.level == level)
 
 
 def test_doctor_reads_a_probe_without_torch():
@@ -319,3 +320,49 @@ def test_doctor_checks_the_sadtalker_checkout_and_weights(tmp_path, monkeypatch)
     levels = {f.message.split(":")[0].split(" in ")[0]: f.level for f in sadtalker.findings}
     assert levels["SadTalker checkout"] == "ok"
     assert levels["SadTalker checkpoints"] == "warn"
+
+
+def test_the_probe_imports_exactly_what_a_runner_imports():
+    imports = doctor.runner_imports(REPO / "external" / "musicgen" / "runner.py")
+    assert imports == [
+        ["numpy", []],
+        ["torch", []],
+        ["transformers", ["AutoConfig", "AutoProcessor", "MusicgenForConditionalGeneration", "MusicgenMelodyForConditionalGeneration"]],
+        ["huggingface_hub", ["constants"]],
+    ]  # os, pathlib (standard library) and music_windows, podforge_runner (_common) are not probed
+    assert ["audiocraft.models", ["MusicGen"]] in doctor.runner_imports(REPO / "external" / "audiocraft" / "runner.py")
+    assert ["imageio_ffmpeg", []] in doctor.runner_imports(REPO / "external" / "sadtalker" / "runner.py")
+
+
+def test_the_probe_imports_what_the_runner_imports_and_commands_run_in_an_environment(home):
+    from podforge.runner import run_env_python
+
+    envs.build("isolation-check", log=lambda line: None)
+    probe = doctor.run_probe("isolation-check")
+    assert [(r["module"], r["ok"]) for r in probe["imports"]] == [("idna", True), ("six", True)]
+    assert "the runner's imports all work: idna, six" in messages(doctor.import_findings(probe, "isolation-check"), "ok")
+    version = run_env_python("isolation-check", ["-c", "import six, sys; print(six.__version__, sys.prefix)"])
+    assert version.ok and version.returncode == 0
+    assert version.tail.split()[0] != six.__version__ and "isolation-check-" in version.tail  # the environment's six, not ours
+    failing = run_env_python("isolation-check", ["-c", "raise SystemExit(3)"])
+    assert (failing.ok, failing.returncode) == (False, 3)
+
+
+def test_a_failed_runner_import_says_which_and_how_to_fix_it():
+    probe = {"imports": [{"module": "librosa", "names": [], "ok": False, "error": "ModuleNotFoundError: No module named 'pkg_resources'"}]}
+    error = messages(doctor.import_findings(probe, "sadtalker"), "error")
+    assert "the runner cannot import librosa: ModuleNotFoundError: No module named 'pkg_resources'" in error
+    assert "external/sadtalker/requirements.txt" in error and "podforge envs build sadtalker" in error
+
+
+def test_a_gpu_newer_than_the_torch_kernels_gets_the_exact_build_to_use():
+    # constructed from torch 2.0.1's CUDA 11.7 wheel (torch.cuda.get_arch_list()) on an H200 (capability 9.0)
+    hopper = {"version": "2.0.1+cu117", "capability": "9.0", "device_name": "NVIDIA H200", "arch_list": ["sm_37", "sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86"]}
+    error = messages(doctor.arch_findings(hopper, "sadtalker"), "error")
+    assert "torch 2.0.1+cu117 has no kernels for this GPU (NVIDIA H200, sm_90" in error
+    assert "use torch 2.0.1+cu118" in error and "https://download.pytorch.org/whl/cu118" in error and "external/sadtalker/index.txt" in error
+    ada = dict(hopper, capability="8.6", device_name="NVIDIA RTX A6000")
+    assert "has kernels for this GPU (sm_86" in messages(doctor.arch_findings(ada, "sadtalker"), "ok")
+    ampere_minor = dict(hopper, capability="8.7", device_name="Jetson Orin")  # sm_80/sm_86 cubins run on 8.7
+    assert not messages(doctor.arch_findings(ampere_minor, "sadtalker"), "error")
+    assert doctor.arch_findings({"version": "2.13.0+cpu"}, "musicgen") == []  # no GPU: nothing to compare

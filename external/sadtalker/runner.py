@@ -19,7 +19,9 @@ Where SadTalker looks for files, and how the runner points it at the pre-seeded 
   directory, downloaded there when missing. The runner runs SadTalker in ``workdir`` with
   ``workdir/gfpgan/weights`` a link to ``gfpgan_dir``, so nothing is downloaded;
 * the output: ``<result_dir>/<timestamp>.mp4``. Each chunk gets a fresh, empty result directory, and the
-  video is the one ``.mp4`` that appears directly in it after the run started.
+  video is the one ``.mp4`` that appears directly in it after the run started;
+* ``ffmpeg``: SadTalker (and pydub) run it by name from ``PATH``. The runner links the binary of the
+  environment's imageio-ffmpeg as ``workdir/bin/ffmpeg`` and puts that folder first on SadTalker's PATH.
 
 This module imports only the standard library at load time (torch only to choose the device), so the
 main environment's tests can check the command line and the output finder.
@@ -106,6 +108,17 @@ def find_result_video(result_dir: Path, started_at: float) -> Path:
     return max(candidates, key=lambda path: path.stat().st_mtime)
 
 
+def path_with_ffmpeg(workdir: Path, ffmpeg: str, path: str) -> str:
+    """``PATH`` with a folder holding ``ffmpeg`` (a link to the ``ffmpeg`` binary) in front."""
+    folder = workdir / "bin"
+    folder.mkdir(parents=True, exist_ok=True)
+    link = folder / "ffmpeg"
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(Path(ffmpeg).resolve())
+    return f"{folder}{os.pathsep}{path}" if path else str(folder)
+
+
 def choose_device(settings: dict) -> str:
     if settings.get("device", "cuda") != "cuda":
         return "cpu"
@@ -133,8 +146,11 @@ def handle(settings: dict, request: dict, workdir: Path) -> tuple[dict, str]:
     result_dir = fresh_result_dir(workdir)
     command = inference_command(sys.executable, settings, Path(request["source_image"]), Path(request["driven_audio"]), result_dir, cpu=device == "cpu")
     print("sadtalker: " + " ".join(command), flush=True)
+    import imageio_ffmpeg
+
+    environment = dict(os.environ, PATH=path_with_ffmpeg(workdir, imageio_ffmpeg.get_ffmpeg_exe(), os.environ.get("PATH", "")))
     started_at = time.time()
-    completed = subprocess.run(command, cwd=workdir, check=False)
+    completed = subprocess.run(command, cwd=workdir, env=environment, check=False)
     if completed.returncode != 0:
         raise RuntimeError(f"SadTalker's inference.py exited with code {completed.returncode}")
     video = find_result_video(result_dir, started_at)
@@ -145,4 +161,4 @@ def handle(settings: dict, request: dict, workdir: Path) -> tuple[dict, str]:
 
 
 if __name__ == "__main__":
-    serve(load, handle, report_versions=("torch", "torchvision", "numpy"))
+    serve(load, handle, report_versions=("torch", "torchvision", "numpy", "imageio"))

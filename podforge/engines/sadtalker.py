@@ -30,6 +30,7 @@ from pydantic import Field
 from podforge.caching import broken_files, files_of, step_key, step_workdir
 from podforge.config import REPO_ROOT
 from podforge.engines.base import AvatarRequest, AvatarResult, DoctorFinding, Engine, EngineSettings, Resources
+from podforge.envs import env_dir, read_marker
 from podforge.errors import EngineError
 from podforge.io import atomic_path, copy_atomic, write_text_atomic
 from podforge.media.audio import write_wav
@@ -37,6 +38,7 @@ from podforge.media.encoders import encoder_options_for
 from podforge.media.ffmpeg import run_ffmpeg, run_graph
 from podforge.media.layout import frame_count
 from podforge.media.portraits import load_portrait
+from podforge.runner import run_env_python
 
 SADTALKER_FPS = 25
 SADTALKER_RATE = 16000
@@ -122,6 +124,35 @@ def setup_findings(options: SadTalkerSettings) -> list[DoctorFinding]:
             fix=f"copy them there (SadTalker would try to download them at run time); {how}" if missing else "",
         )
     )
+    return findings
+
+
+FFMPEG_VERSION = "import imageio_ffmpeg, subprocess; print(subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), '-version'], check=True, capture_output=True, text=True).stdout.splitlines()[0])"
+"""Prints the first line of ``ffmpeg -version`` for the binary the runner puts on SadTalker's PATH."""
+
+
+def environment_findings(options: SadTalkerSettings) -> list[DoctorFinding]:
+    """Run in the built ``sadtalker`` environment what SadTalker will run: the ffmpeg the runner puts on
+    its PATH, and the checkout's ``inference.py --help`` (which imports all of SadTalker's code).
+
+    Nothing when the environment is not built (the doctor already says to build it)."""
+    if read_marker(env_dir(ENV)) is None:
+        return []
+    rebuild = f"correct the pin named there in external/{ENV}/requirements.txt and run `podforge envs build {ENV}`"
+    ffmpeg = run_env_python(ENV, ["-c", FFMPEG_VERSION])
+    findings = [
+        DoctorFinding(level="ok", message=f"ffmpeg on SadTalker's PATH (imageio-ffmpeg's): {ffmpeg.tail}")
+        if ffmpeg.ok
+        else DoctorFinding(level="error", message=f"imageio-ffmpeg's ffmpeg does not run in the {ENV} environment: {ffmpeg.tail}", fix=rebuild)
+    ]
+    home = options.resolved_home()
+    if home is not None and (home / "inference.py").is_file():
+        cli = run_env_python(ENV, [str(home / "inference.py"), "--help"])
+        findings.append(
+            DoctorFinding(level="ok", message=f"SadTalker's CLI runs: {home / 'inference.py'} --help")
+            if cli.ok
+            else DoctorFinding(level="error", message=f"SadTalker's {home / 'inference.py'} --help fails (exit {cli.returncode}): {cli.tail}", fix=rebuild)
+        )
     return findings
 
 
@@ -265,7 +296,7 @@ class SadTalkerEngine(Engine[AvatarRequest, AvatarResult]):
 
     @classmethod
     def doctor_checks(cls, settings: SadTalkerSettings) -> list[DoctorFinding]:
-        return setup_findings(settings)
+        return setup_findings(settings) + environment_findings(settings)
 
     @classmethod
     def resources_for(cls, settings: SadTalkerSettings) -> Resources:
