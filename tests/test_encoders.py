@@ -119,3 +119,32 @@ def test_auto_with_a_missing_binary_names_the_config_field():
         choose_h264_encoder("auto", "/nonexistent/ffmpeg")
     assert caught.value.field == "ffmpeg"
     assert "/nonexistent/ffmpeg" in str(caught.value)
+
+
+def test_the_nvenc_probe_uses_the_options_of_the_real_encodes():
+    from podforge.media.encoders import _nvenc_probe_args, encoder_options
+
+    args = _nvenc_probe_args()
+    assert args[args.index("-c:v") + 1] == "h264_nvenc"
+    for key, value in encoder_options("h264_nvenc").items():  # -preset p4 -rc vbr -cq 23 -b:v 0
+        assert args[args.index(f"-{key}") + 1] == value
+
+
+def test_a_failed_nvenc_encode_is_redone_with_libx264_and_the_reason_kept(tmp_path):
+    """Real ffmpeg and a real failure: there is no NVIDIA driver here, so an h264_nvenc encode fails."""
+    from podforge.media.encoders import with_nvenc_fallback
+    from podforge.media.ffmpeg import run_ffmpeg
+
+    def encode(encoder: str, options: dict[str, str]) -> Path:
+        out = tmp_path / f"{encoder}.mp4"
+        flags = [part for key, value in options.items() for part in (f"-{key}", value)]
+        run_ffmpeg(["-y", "-f", "lavfi", "-i", "color=size=64x64:duration=0.2:rate=25", "-pix_fmt", "yuv420p", "-c:v", encoder, *flags, str(out)], what=f"a test encode with {encoder}")
+        return out
+
+    from podforge.media.encoders import encoder_options
+
+    video, encoder, reason = with_nvenc_fallback(encode, "h264_nvenc", encoder_options("h264_nvenc"))
+    assert encoder == "libx264" and video.name == "libx264.mp4" and video.stat().st_size > 0
+    assert reason is not None and reason.startswith("h264_nvenc failed (") and reason.endswith("encoded with libx264 instead")
+    same, encoder, reason = with_nvenc_fallback(encode, "libx264", encoder_options("libx264"))
+    assert (encoder, reason) == ("libx264", None)

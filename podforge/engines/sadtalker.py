@@ -34,7 +34,7 @@ from podforge.envs import env_dir, read_marker
 from podforge.errors import EngineError
 from podforge.io import atomic_path, copy_atomic, write_text_atomic
 from podforge.media.audio import write_wav
-from podforge.media.encoders import encoder_options_for
+from podforge.media.encoders import encoder_options_for, with_nvenc_fallback
 from podforge.media.ffmpeg import run_ffmpeg, run_graph
 from podforge.media.layout import frame_count
 from podforge.media.portraits import load_portrait
@@ -327,11 +327,17 @@ class SadTalkerEngine(Engine[AvatarRequest, AvatarResult]):
             devices.add(device)
         frames = frame_count(request.duration_s, request.fps)
         width, height = request.width - request.width % 2, request.height - request.height % 2
-        video = join_chunks(chunk_videos, workdir / "avatar.mp4", frames=frames, width=width, height=height, fps=request.fps, encoder=request.encoder, encoder_options=request.encoder_options)
+        video, encoder, fallback = with_nvenc_fallback(
+            lambda name, options: join_chunks(chunk_videos, workdir / "avatar.mp4", frames=frames, width=width, height=height, fps=request.fps, encoder=name, encoder_options=options),
+            request.encoder,
+            request.encoder_options,
+        )
         notes = {"chunks": str(len(chunks)), "device": ",".join(sorted(devices)), "size": str(self.settings.size), "enhancer": self.settings.enhancer}
+        if fallback:
+            notes["encoder_fallback"] = fallback
         if portrait.downscaled:
             notes["portrait"] = f"downscaled from {portrait.original_size[0]}×{portrait.original_size[1]} (file unchanged)"
-        return AvatarResult(video=video, frames=frames, encoder=request.encoder, notes=notes)
+        return AvatarResult(video=video, frames=frames, encoder=encoder, notes=notes)
 
     def _silences_from_audio(self, request: AvatarRequest) -> list[tuple[float, float]]:
         from podforge.engines.portrait import speech_envelope
