@@ -180,5 +180,9 @@ def with_nvenc_fallback(encode: Callable[[str, dict[str, str]], T], encoder: str
     except EngineError as failure:
         if encoder != "h264_nvenc":
             raise
-        reason = f"h264_nvenc failed ({probe_error_line(failure.message)}); encoded with libx264 instead"
-        return encode("libx264", encoder_options("libx264")), "libx264", reason
+        return encode("libx264", encoder_options("libx264")), "libx264", nvenc_fallback_reason(failure.message)
+
+
+def nvenc_fallback_reason(log: str) -> str:
+    """What a step records when an NVENC encode failed and libx264 made the video instead."""
+    return f"h264_nvenc failed ({probe_error_line(log)}); encoded with libx264 instead"
