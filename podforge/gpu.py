@@ -63,6 +63,7 @@ class GpuInfo(BaseModel):
     name: str
     uuid: str
     memory_total_bytes: int
+    memory_free_bytes: int | None = Field(default=None, description="free when NVML was asked (nvmlDeviceGetMemoryInfo.free)")
     driver_version: str
 
     @property
@@ -102,6 +103,7 @@ def nvml_report() -> NvmlReport:
                     name=_text(pynvml.nvmlDeviceGetName(handle)),
                     uuid=_text(pynvml.nvmlDeviceGetUUID(handle)),
                     memory_total_bytes=int(memory.total),
+                    memory_free_bytes=int(memory.free),
                     driver_version=driver,
                 )
             )

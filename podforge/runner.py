@@ -132,7 +132,8 @@ class EnvCommand(BaseModel):
 
     ok: bool
     returncode: int | None = Field(description="None: it could not start, or ran past its time")
-    tail: str = Field(description="the last lines of its output, or why it did not run")
+    stdout: str = ""
+    tail: str = Field(description="the last lines of its output (stdout and stderr), or why it did not run")
 
 
 def run_env_python(env: str, args: list[str], *, timeout_s: float = 240.0) -> EnvCommand:
@@ -149,7 +150,7 @@ def run_env_python(env: str, args: list[str], *, timeout_s: float = 240.0) -> En
     except OSError as exc:
         return EnvCommand(ok=False, returncode=None, tail=str(exc))
     tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-6:])[-1500:]
-    return EnvCommand(ok=done.returncode == 0, returncode=done.returncode, tail=tail)
+    return EnvCommand(ok=done.returncode == 0, returncode=done.returncode, stdout=done.stdout, tail=tail)
 
 
 def runner_environment(python: Path, observer: RunnerObserver | None) -> dict[str, str]:

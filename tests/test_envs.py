@@ -15,9 +15,11 @@ import pytest
 import six
 from typer.testing import CliRunner
 
-from podforge import envs, doctor
+from podforge import doctor, envs
+from podforge.config import load_config
+from podforge.engines.base import DoctorFinding as Finding
 from podforge.errors import EngineError
-from podforge.gpu import list_gpus
+from podforge.gpu import GpuInfo, list_gpus
 
 REPO = Path(__file__).resolve().parent.parent
 DOCTOR_DATA = Path(__file__).parent / "data" / "doctor"
@@ -292,11 +294,15 @@ def test_doctor_on_this_machine_says_plainly_what_is_missing(home):
         pytest.skip("this machine has a GPU")
     envs.build("isolation-check", log=lambda line: None)
     report = doctor.doctor()
-    host = messages(report.host.findings, "warn")
-    assert "no NVIDIA GPU" in host and "NVMLError" in host and "cpu_fallback" in host
+    host = messages(report.host.findings, "info")
+    assert "no NVIDIA GPU" in host and "NVMLError" in host and "cpu_fallback" in host  # the default config uses no CUDA engine: nothing is wrong
+    assert not messages(report.host.findings, "warn") and not messages(report.host.findings, "error")
+    assert "ffmpeg (imageio-ffmpeg's build): ffmpeg version" in messages(report.host.findings, "ok")
     by_name = {env.name: env for env in report.envs}
     assert "isolation-check" not in by_name  # a test fixture, never shown to users
-    assert by_name["audiocraft"].findings[0].message == "not built; run `podforge envs build audiocraft`"
+    audiocraft = by_name["audiocraft"].findings[0]
+    assert (audiocraft.level, audiocraft.line()) == ("info", "not built (this config does not use it) → run `podforge envs build audiocraft`")
+    assert not [f.line() for env in report.envs for f in env.findings if f.level in ("warn", "error")]
 
     from podforge.envs_cli import envs_app
 
@@ -307,16 +313,78 @@ def test_doctor_on_this_machine_says_plainly_what_is_missing(home):
     assert "isolation-check" not in listing.output and "not built" in listing.output
 
 
+def test_without_a_gpu_the_cuda_engines_a_config_uses_are_named_with_the_fix():
+    findings = doctor.diagnose_host("NVMLError_LibraryNotFound", [], None, None, ("libx264", "no GPU"), cuda_in_use=["sadtalker"])
+    assert "uses CUDA engines that may not fall back to the CPU: sadtalker" in messages(findings, "warn")
+    assert "gpu: {cpu_fallback: true}" in messages(findings, "warn")
+    config = load_config(overrides={"use": {"avatar": "sadtalker"}})
+    candidates = doctor.engine_candidates(config)
+    assert doctor.cuda_engines_without_fallback(candidates, doctor.engines_in_use(config), config) == ["sadtalker"]
+    allowed = load_config(overrides={"use": {"avatar": "sadtalker"}, "gpu": {"cpu_fallback": True}})
+    assert doctor.cuda_engines_without_fallback(candidates, doctor.engines_in_use(allowed), allowed) == []
+    assert doctor.engines_in_use(load_config()) == {"procedural", "audiogram", "portrait", "piper"}
+
+
+def test_free_vram_is_compared_with_each_engines_declared_need():
+    # constructed NVML readings (GpuInfo as nvml_report builds it): a 16 GiB T4 with 5 GiB free, and an H200
+    t4 = GpuInfo(index=0, name="Tesla T4", uuid="GPU-1", memory_total_bytes=16 * 1024**3, memory_free_bytes=5 * 1024**3, driver_version="550.54")
+    needs = [("engines.musicgen", 3.0, True), ("engines.sadtalker", 7.0, True), ("voices.xtts-ana", 4.0, False), ("engines.musicgen-large", 24.0, True)]
+    findings = doctor.vram_findings(needs, [t4], 0)
+    assert "free VRAM on GPU 0 (Tesla T4: 5.0 of 16.0 GiB free) fits engines.musicgen 3 GiB" in messages(findings, "ok")
+    warn = messages(findings, "warn")
+    assert "engines.sadtalker declares 7 GiB of VRAM, but only 5.0 GiB is free" in warn and "nvidia-smi" in warn
+    assert "engines.musicgen-large declares 24 GiB of VRAM, more than GPU 0" in warn and "a GPU with more memory" in warn
+    assert "voices.xtts-ana declares 4 GiB" not in warn  # fits; and an engine the config does not use is never a warning
+    assert "voices.xtts-ana 4 GiB" in messages(findings, "ok")
+    unused_too_big = doctor.vram_findings([("engines.musicgen-large", 24.0, False)], [t4], 0)
+    assert [f.level for f in unused_too_big] == ["info"] and unused_too_big[0].fix
+    assert "gpu.gpu_index is 3" in messages(doctor.vram_findings(needs, [t4], 3), "error")
+    assert doctor.vram_findings(needs, [], 0) == []  # no GPU: the host finding says so
+
+
+def test_the_ffmpeg_finding_names_the_binary_its_version_and_the_fix(tmp_path):
+    import imageio_ffmpeg
+
+    found = doctor.ffmpeg_finding(None)
+    assert found.level == "ok" and found.message.startswith("ffmpeg (imageio-ffmpeg's build): ffmpeg version ")
+    assert found.message.endswith(imageio_ffmpeg.get_ffmpeg_exe())
+    missing = doctor.ffmpeg_finding(str(tmp_path / "no-ffmpeg"))
+    assert missing.level == "error" and "ffmpeg binary not found" in missing.message and "correct `ffmpeg:` in the config" in missing.fix
+    not_ffmpeg = tmp_path / "not-ffmpeg"
+    not_ffmpeg.write_text("#!/bin/sh\necho hello\n")
+    not_ffmpeg.chmod(0o755)
+    assert doctor.ffmpeg_finding(str(not_ffmpeg)).level == "error"
+
+
+@pytest.mark.parametrize("probe_file", sorted(path.name for path in DOCTOR_DATA.glob("*.json")))
+@pytest.mark.parametrize("has_gpu", [False, True])
+def test_every_problem_the_doctor_finds_states_its_fix(probe_file, has_gpu):
+    findings = doctor.diagnose_probe(load_probe(probe_file), has_gpu=has_gpu, cuda_driver_version="12.2" if has_gpu else None, driver_version="535.183", env="sadtalker")
+    problems = [f for f in findings if f.level in ("warn", "error")]
+    assert all(f.fix for f in problems), [f.message for f in problems if not f.fix]
+    assert all("external/sadtalker/requirements.txt" in f.fix or "driver" in f.fix or "container" in f.fix or "torch built for this GPU" in f.fix for f in problems)
+
+
+def test_what_a_config_does_not_use_is_information_not_a_warning():
+    warn = Finding(level="warn", message="SadTalker checkout: not configured", fix="set SADTALKER_HOME")
+    error = Finding(level="error", message="the runner cannot import librosa", fix="pin")
+    assert [f.level for f in doctor.as_needed([warn, error], in_use=False)] == ["info", "error"]
+    assert doctor.as_needed([warn, error], in_use=True) == [warn, error]
+
+
 def test_doctor_checks_the_sadtalker_checkout_and_weights(tmp_path, monkeypatch):
+    uses_sadtalker = load_config(overrides={"use": {"avatar": "sadtalker"}})
     monkeypatch.delenv("SADTALKER_HOME", raising=False)
-    sadtalker = next(d for d in doctor.doctor().envs if d.name == "sadtalker")
+    sadtalker = next(d for d in doctor.doctor(config=uses_sadtalker).envs if d.name == "sadtalker")
     assert any("SadTalker checkout" in f.message and "SADTALKER_HOME" in f.fix and f.level == "warn" for f in sadtalker.findings)
+    by_default = next(d for d in doctor.doctor().envs if d.name == "sadtalker")
+    assert any("SadTalker checkout" in f.message and f.level == "info" for f in by_default.findings)  # the default config does not use it
 
     checkout = tmp_path / "SadTalker"
     (checkout / "src" / "config").mkdir(parents=True)
     (checkout / "inference.py").write_text("# a checkout's entry point\n")
     monkeypatch.setenv("SADTALKER_HOME", str(checkout))
-    sadtalker = next(d for d in doctor.doctor().envs if d.name == "sadtalker")
+    sadtalker = next(d for d in doctor.doctor(config=uses_sadtalker).envs if d.name == "sadtalker")
     levels = {f.message.split(":")[0].split(" in ")[0]: f.level for f in sadtalker.findings}
     assert levels["SadTalker checkout"] == "ok"
     assert levels["SadTalker checkpoints"] == "warn"

@@ -141,7 +141,7 @@ def environment_findings(options: SadTalkerSettings) -> list[DoctorFinding]:
     rebuild = f"correct the pin named there in external/{ENV}/requirements.txt and run `podforge envs build {ENV}`"
     ffmpeg = run_env_python(ENV, ["-c", FFMPEG_VERSION])
     findings = [
-        DoctorFinding(level="ok", message=f"ffmpeg on SadTalker's PATH (imageio-ffmpeg's): {ffmpeg.tail}")
+        DoctorFinding(level="ok", message=f"ffmpeg on SadTalker's PATH (imageio-ffmpeg's): {' '.join(ffmpeg.stdout.split()[:3])}")
         if ffmpeg.ok
         else DoctorFinding(level="error", message=f"imageio-ffmpeg's ffmpeg does not run in the {ENV} environment: {ffmpeg.tail}", fix=rebuild)
     ]
