@@ -159,6 +159,18 @@ def test_ffmpeg_is_put_first_on_sadtalkers_path(runner, tmp_path):
     assert version.startswith("ffmpeg version")
 
 
+def test_python_path_folders_come_first_for_sadtalker_and_nothing_else_changes(runner, tmp_path):
+    ffmpeg = str(tmp_path / "ffmpeg-binary")
+    Path(ffmpeg).write_text("")
+    environ = {"PATH": "/usr/bin", "PYTHONPATH": "/common", "HOME": "/home/x"}
+    seam = tmp_path / "seam"
+    environment = runner.inference_environment(tmp_path, {"python_path": [str(seam)]}, environ, ffmpeg)
+    assert environment["PYTHONPATH"] == f"{seam}:/common" and environment["HOME"] == "/home/x"
+    assert environment["PATH"] == f"{tmp_path / 'bin'}:/usr/bin"
+    assert runner.inference_environment(tmp_path, {}, environ, ffmpeg)["PYTHONPATH"] == "/common"
+    assert "PYTHONPATH" not in runner.inference_environment(tmp_path, {"python_path": []}, {"PATH": "/usr/bin"}, ffmpeg)
+
+
 def test_the_doctor_runs_sadtalkers_cli_only_in_a_built_environment(no_sadtalker_home, tmp_path):
     # the checks themselves run in the heavy test (tests/test_sadtalker_smoke.py), where the environment exists
     assert environment_findings(SadTalkerSettings(home=complete_checkout(tmp_path))) == []  # not built here: `envs doctor` says "build it" instead
@@ -400,30 +412,6 @@ def test_a_failed_chunk_is_retried_alone_and_the_chunks_join_seamlessly(tmp_path
     assert calls == ["0001.wav", "0002.wav", "0003.wav"]  # the finished first chunk was not rendered again
     assert result.notes["chunks"] == "4" and result.frames == 300
     assert read_numbers(result.video, bits=12) == list(range(300))
-
-
-# --- the real thing, where it is installed ----------------------------------------------------------------
-
-
-@pytest.mark.heavy
-def test_sadtalker_animates_a_photograph(tmp_path):
-    from podforge import envs
-
-    if not os.environ.get("SADTALKER_HOME"):
-        pytest.skip("SADTALKER_HOME is not set")
-    try:
-        envs.python_for("sadtalker")
-    except EngineError as exc:
-        pytest.skip(exc.message)
-    skimage_data = pytest.importorskip("skimage.data")
-    portrait = tmp_path / "astronaut.png"
-    Image.fromarray(skimage_data.astronaut()).save(portrait)
-    audio = tmp_path / "speech.wav"
-    t = np.arange(4 * 16000) / 16000
-    soundfile.write(audio, (0.3 * np.sin(2 * np.pi * 180 * t) * (np.sin(2 * np.pi * 3 * t) > 0)).astype(np.float32), 16000)
-    request = AvatarRequest(speaker="ALEX", portrait=portrait, audio=audio, duration_s=4.0, width=256, height=256)
-    result = SadTalkerEngine({"cpu_fallback": True}).run(request, tmp_path)
-    assert result.frames == 100 and probe(result.video).streams[0].width == 256
 
 
 def test_the_last_chunk_is_never_a_sliver():

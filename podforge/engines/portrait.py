@@ -473,4 +473,6 @@ class PortraitEngine(Engine[AvatarRequest, AvatarResult]):
         notes = {"face_detector": "opencv-haar", "eyes": "detected" if portrait.face.eyes_detected else "estimated", "mouth": "detected" if portrait.face.mouth_detected else "estimated"}
         if portrait.downscaled:
             notes["portrait"] = f"downscaled from {portrait.original_size[0]}×{portrait.original_size[1]} to {portrait.rgb.shape[1]}×{portrait.rgb.shape[0]} (file unchanged)"
-        return AvatarResult(video=video, frames=writer.frames, encoder=request.encoder, notes=notes)
+        if writer.fallback:
+            notes["encoder_fallback"] = writer.fallback
+        return AvatarResult(video=video, frames=writer.frames, encoder=writer.encoder, notes=notes)

@@ -63,6 +63,10 @@ class SadTalkerSettings(EngineSettings):
     pose_style: int = Field(default=0, ge=0, le=45)
     device: Literal["cuda", "cpu"] = "cuda"
     cpu_fallback: bool = False
+    python_path: list[Path] = Field(
+        default_factory=list,
+        description="folders put first on inference.py's PYTHONPATH (a sitecustomize.py there runs before SadTalker; the smoke test's seam)",
+    )
     max_chunk_s: float = Field(default=60.0, ge=5.0, le=600.0)
     chunk_timeout_s: float = Field(default=3600.0, gt=0)
 

@@ -22,7 +22,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import av
 import ffmpeg as ffmpeg_graph
@@ -195,6 +195,13 @@ class TurnIndex:
         return self._hosts[max(0, bisect.bisect_right(self._starts, frame) - 1)]
 
 
+class LayoutOutput(NamedTuple):
+    frames: int
+    encoder: str
+    encoder_fallback: str | None = None
+    """why the encoder asked for was not the one used (NVENC failed), for the step's record"""
+
+
 def compose_layout(
     videos: list[Path],
     turns: Sequence[SpeakerTurn],
@@ -209,8 +216,8 @@ def compose_layout(
     encoder_options: dict[str, str] | None = None,
     captions_ass: Path | None = None,
     binary: str | None = None,
-) -> int:
-    """Lay out one video per host (``videos[host]``) for ``duration_s``; return the frames written.
+) -> LayoutOutput:
+    """Lay out one video per host (``videos[host]``) for ``duration_s``; the frames written and the encoder used.
 
     A video shorter than the episode holds its last frame; frames are taken in order at ``fps`` (the
     host videos are expected at the same rate, as the avatar engines make them).
@@ -242,7 +249,7 @@ def compose_layout(
                     if host == active:
                         _draw_frame(canvas, tile, thickness=max(4, height // 90))
             writer.write(canvas)
-    return total
+    return LayoutOutput(frames=total, encoder=writer.encoder, encoder_fallback=writer.fallback)
 
 
 def host_video_size(mode: LayoutMode, hosts: int, width: int, height: int) -> tuple[int, int]:
