@@ -1,9 +1,22 @@
 """Isolated engine environments: one virtual environment per folder under ``external/``.
 
-An environment is defined by ``external/<name>/requirements.txt`` (exact pins), an optional
-``constraints.txt`` and an optional ``.python-version`` (default: the Python running Podforge). It is built
-into ``PODFORGE_HOME/envs/<name>-<hash16>``, where the hash covers the Python version and those files, so
-changing a pin builds a new environment beside the old one (``prune`` removes the old one).
+An environment is defined by files in ``external/<name>/``:
+
+* ``requirements.txt``: exact pins, resolved together (required);
+* ``requirements-nodeps.txt``: exact pins installed afterwards with ``--no-deps``, for packages whose
+  declared dependencies cannot be met or must not be followed (audiocraft 1.3.0 asks for ``av==11.0.0``,
+  which has no wheel). Their real needs are pinned in ``requirements.txt``;
+* ``constraints.txt``: caps applied to both installs;
+* ``index.txt``: package-index overrides, one pip option per line (``--index-url URL``,
+  ``--extra-index-url URL``, ``--find-links PATH``), e.g. PyTorch's cu118 index for torch 2.0.1 on Hopper
+  GPUs. They apply to both installs, before this machine's pip configuration;
+* ``.python-version``: the Python to use (default: the Python running Podforge);
+* ``TEST_FIXTURE``: marks an environment that exists for the test suite only; it is hidden from
+  ``envs list``, ``envs doctor`` and ``envs build --all`` but can be built by name.
+
+It is built into ``PODFORGE_HOME/envs/<name>-<hash16>``, where the hash covers the Python version and those
+files, so changing a pin or an index builds a new environment beside the old one (``prune`` removes the
+old one).
 
 Builds are atomic: the environment counts as built only once its marker file (written last) exists, and a
 lock file keeps two builds of the same environment from racing. A folder without the marker is a build
@@ -45,6 +58,11 @@ Log = Callable[[str], None]
 
 PIP_MULTI_VALUED = ("extra-index-url", "find-links")
 """pip config keys whose value is a whitespace-separated list."""
+INDEX_OPTIONS = ("--index-url", "--extra-index-url", "--find-links")
+"""The options an ``index.txt`` may hold."""
+IDENTITY_FILES = ("requirements.txt", "requirements-nodeps.txt", "constraints.txt", "index.txt")
+"""The files of an environment folder whose content is part of the environment's hash, in this order."""
+FIXTURE_MARKER = "TEST_FIXTURE"
 
 
 class EnvSpec(BaseModel):
@@ -53,12 +71,19 @@ class EnvSpec(BaseModel):
     name: str
     folder: Path
     requirements: Path
+    requirements_nodeps: Path | None = None
     constraints: Path | None = None
+    index: Path | None = None
     python_version: str
+    fixture: bool = False
 
     @property
     def runner(self) -> Path:
         return self.folder / "runner.py"
+
+    def index_args(self) -> list[str]:
+        """The options of ``index.txt`` as command-line arguments (``[]`` without the file)."""
+        return read_index_options(self.index) if self.index else []
 
 
 class EnvMarker(BaseModel):
@@ -83,11 +108,24 @@ class EnvStatus(BaseModel):
     marker: EnvMarker | None = None
 
 
-def defined_envs() -> list[str]:
-    """Names of the folders under ``external/`` that hold a ``requirements.txt``."""
+def _env_folders() -> list[Path]:
     if not EXTERNAL_DIR.is_dir():
         return []
-    return sorted(p.name for p in EXTERNAL_DIR.iterdir() if p.is_dir() and p.name[0] not in "._" and (p / "requirements.txt").is_file())
+    return sorted(p for p in EXTERNAL_DIR.iterdir() if p.is_dir() and p.name[0] not in "._" and (p / "requirements.txt").is_file())
+
+
+def defined_envs(*, include_fixtures: bool = False) -> list[str]:
+    """Names of the folders under ``external/`` that hold a ``requirements.txt`` (test fixtures only on request)."""
+    return [p.name for p in _env_folders() if include_fixtures or not (p / FIXTURE_MARKER).is_file()]
+
+
+def fixture_envs() -> list[str]:
+    """Environments that exist for the test suite (a ``TEST_FIXTURE`` file in their folder)."""
+    return [p.name for p in _env_folders() if (p / FIXTURE_MARKER).is_file()]
+
+
+def _optional(path: Path) -> Path | None:
+    return path if path.is_file() else None
 
 
 def env_spec(name: str) -> EnvSpec:
@@ -96,18 +134,45 @@ def env_spec(name: str) -> EnvSpec:
     if not requirements.is_file():
         known = ", ".join(defined_envs()) or "none"
         raise EngineError(f"unknown environment {name!r}: {requirements} does not exist; known environments: {known}", field="env")
-    constraints = folder / "constraints.txt"
     version_file = folder / ".python-version"
     python_version = version_file.read_text(encoding="utf-8").strip() if version_file.is_file() else f"{sys.version_info.major}.{sys.version_info.minor}"
-    return EnvSpec(name=name, folder=folder, requirements=requirements, constraints=constraints if constraints.is_file() else None, python_version=python_version)
+    return EnvSpec(
+        name=name,
+        folder=folder,
+        requirements=requirements,
+        requirements_nodeps=_optional(folder / "requirements-nodeps.txt"),
+        constraints=_optional(folder / "constraints.txt"),
+        index=_optional(folder / "index.txt"),
+        python_version=python_version,
+        fixture=(folder / FIXTURE_MARKER).is_file(),
+    )
+
+
+def read_index_options(path: Path) -> list[str]:
+    """``--index-url URL``-style lines of an ``index.txt`` as arguments; anything else is an EngineError.
+
+    ``#`` starts a comment; ``--option=value`` and ``--option value`` are both accepted.
+    """
+    args: list[str] = []
+    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip() if not raw.lstrip().startswith("#") else ""
+        if not line:
+            continue
+        option, _, value = line.replace("=", " ", 1).partition(" ")
+        value = value.strip()
+        if option not in INDEX_OPTIONS or not value:
+            raise EngineError(f"{path}:{number}: expected one of {', '.join(INDEX_OPTIONS)} followed by a URL or folder, not {raw.strip()!r}", field="env")
+        args += [option, value]
+    return args
 
 
 def env_hash(name: str) -> str:
-    """sha256 of the Python version, the requirements and the constraints: the environment's identity."""
+    """sha256 of the Python version and the pins, caps and indexes: the environment's identity."""
     spec = env_spec(name)
     digest = hashlib.sha256(f"python {spec.python_version}\n".encode())
-    for path in (spec.requirements, spec.constraints):
-        if path is not None:
+    for filename in IDENTITY_FILES:
+        path = spec.folder / filename
+        if path.is_file():
             digest.update(f"{path.name}\n".encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()
@@ -243,15 +308,17 @@ def pip_config() -> dict[str, list[str]]:
     return settings
 
 
-def uv_pip_args(settings: dict[str, list[str]]) -> list[str]:
+def uv_pip_args(settings: dict[str, list[str]], index_args: list[str] | None = None) -> list[str]:
     """uv options that give ``uv pip install`` the indexes, wheel folders and caps pip would use.
 
     uv stops at the first index that has a package; pip takes the best version across all of them, so
-    the same pins resolve the same way only with ``--index-strategy unsafe-best-match``.
+    the same pins resolve the same way only with ``--index-strategy unsafe-best-match``. An environment's
+    ``index.txt`` (``index_args``) comes first: its ``--index-url`` replaces the configured one.
     """
-    args = ["--index-strategy", "unsafe-best-match"]
-    for url in settings.get("index-url", [])[-1:]:
-        args += ["--index-url", url]
+    args = ["--index-strategy", "unsafe-best-match", *(index_args or [])]
+    if "--index-url" not in (index_args or []):
+        for url in settings.get("index-url", [])[-1:]:
+            args += ["--index-url", url]
     for url in settings.get("extra-index-url", []):
         args += ["--extra-index-url", url]
     for location in settings.get("find-links", []):
@@ -269,18 +336,43 @@ def _create_venv(tool: Installer, interpreter: str, target: Path, log: Log) -> N
         _run_logged([interpreter, "-m", "venv", str(target)], log, what="creating the environment")
 
 
+def pip_index_args(settings: dict[str, list[str]], index_args: list[str]) -> list[str]:
+    """pip options for an ``index.txt``: its own, plus the configured extra indexes and wheel folders.
+
+    On pip's command line ``--extra-index-url`` and ``--find-links`` replace the configured values
+    instead of adding to them, so the configured ones are repeated.
+    """
+    if not index_args:
+        return []
+    args = list(index_args)
+    for url in settings.get("extra-index-url", []):
+        args += ["--extra-index-url", url]
+    for location in settings.get("find-links", []):
+        args += ["--find-links", location]
+    return args
+
+
+def install_steps(spec: EnvSpec) -> list[tuple[Path, list[str]]]:
+    """The installs that make an environment: ``(requirements file, extra pip options)``, in order."""
+    extra = ["--constraint", str(spec.constraints)] if spec.constraints else []
+    steps = [(spec.requirements, extra)]
+    if spec.requirements_nodeps is not None:
+        steps.append((spec.requirements_nodeps, [*extra, "--no-deps"]))
+    return steps
+
+
 def _install(tool: Installer, spec: EnvSpec, python: Path, log: Log) -> None:
-    constraint_args = ["--constraint", str(spec.constraints)] if spec.constraints else []
-    if tool == "uv":
-        settings = pip_config()
-        environment = dict(os.environ)
-        if settings.get("cert") and "SSL_CERT_FILE" not in environment:
-            environment["SSL_CERT_FILE"] = settings["cert"][-1]
-        command = [uv_binary() or "uv", "pip", "install", "--python", str(python), "-r", str(spec.requirements), *constraint_args, *uv_pip_args(settings)]
-        _run_logged(command, log, what=f"installing {spec.name}'s requirements", env=environment)
-    else:
-        command = [str(python), "-m", "pip", "install", "--no-input", "-r", str(spec.requirements), *constraint_args]
-        _run_logged(command, log, what=f"installing {spec.name}'s requirements")
+    index_args = spec.index_args()
+    settings = pip_config() if tool == "uv" or index_args else {}
+    environment = dict(os.environ)
+    if settings.get("cert") and "SSL_CERT_FILE" not in environment:
+        environment["SSL_CERT_FILE"] = settings["cert"][-1]
+    for requirements, extra in install_steps(spec):
+        if tool == "uv":
+            command = [uv_binary() or "uv", "pip", "install", "--python", str(python), "-r", str(requirements), *extra, *uv_pip_args(settings, index_args)]
+        else:
+            command = [str(python), "-m", "pip", "install", "--no-input", "-r", str(requirements), *extra, *pip_index_args(settings, index_args)]
+        _run_logged(command, log, what=f"installing {spec.name}'s {requirements.name}", env=environment)
 
 
 def _run_logged(command: list[str], log: Log, *, what: str, env: dict[str, str] | None = None) -> None:
@@ -313,11 +405,17 @@ def folder_size(path: Path) -> int:
     return total
 
 
-def list_envs() -> list[EnvStatus]:
-    """Every defined environment (built, not built or interrupted) and every leftover build in the cache."""
+def list_envs(*, include_fixtures: bool = False) -> list[EnvStatus]:
+    """Every defined environment (built, not built or interrupted) and every leftover build in the cache.
+
+    Test fixtures and their builds are left out unless ``include_fixtures``.
+    """
     rows: list[EnvStatus] = []
     current: set[Path] = set()
-    for name in defined_envs():
+    if not include_fixtures:
+        for name in fixture_envs():
+            current.update(_cached_builds(name))
+    for name in defined_envs(include_fixtures=include_fixtures):
         target = env_dir(name)
         current.add(target)
         marker = read_marker(target)
@@ -330,11 +428,12 @@ def list_envs() -> list[EnvStatus]:
     return rows
 
 
-def _cached_builds() -> list[Path]:
+def _cached_builds(name: str | None = None) -> list[Path]:
+    """Build folders in the cache (of environment ``name`` only, when given)."""
     root = envs_root()
     if not root.is_dir():
         return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and "-" in p.name)
+    return sorted(p for p in root.iterdir() if p.is_dir() and "-" in p.name and (name is None or p.name.rpartition("-")[0] == name))
 
 
 def prune(*, log: Log = print) -> list[Path]:

@@ -72,7 +72,8 @@ def prune_command() -> None:
 
 @envs_app.command("doctor")
 def doctor_command() -> None:
-    """Explain what works: GPU and driver, NVENC, and per environment Python, torch and CUDA."""
+    """Explain what works, and the fix for what does not: GPU, driver, free VRAM per engine, ffmpeg, NVENC;
+    per environment Python, torch, CUDA, the runner's imports and the engine's own checks."""
     report = doctor.doctor()
     table = Table("", "", "finding", show_lines=True)
     for finding in report.host.findings:
@@ -83,7 +84,7 @@ def doctor_command() -> None:
     for level, message in _training_findings():
         table.add_row("train-music", LEVEL_STYLE[level], message)
     console.print(table)
-    if any(f.level == "error" for env in report.envs for f in env.findings):
+    if any(f.level == "error" for f in [*report.host.findings, *(f for env in report.envs for f in env.findings)]):
         raise typer.Exit(1)
 
 

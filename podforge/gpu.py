@@ -10,6 +10,11 @@
 * :func:`gpu_step` puts these together around one engine step, holding slots and sampling only while a
   request computes (not while it queues for a warm worker or waits for its model to load). (Where an
   engine runs on a machine without a GPU is decided by the episode plan, :mod:`podforge.planning`.)
+
+No false alarms: where NVML cannot report utilisation (MIG slices, some vGPUs) it is "unknown", never 0%;
+where NVML lists no processes at all (a container whose PID namespace NVML does not see) the step is
+attributed by the growth of the GPUs' used memory instead; and a runner is pinned to its GPU by UUID within
+the devices the scheduler already allowed (``CUDA_VISIBLE_DEVICES``), never by overwriting them.
 """
 
 from __future__ import annotations
@@ -39,13 +44,18 @@ GIB = 1024**3
 MIB = 1024**2
 
 
+MEMORY_DELTA_MIN_BYTES = 256 * 1024**2
+"""Growth of a GPU's used memory that counts as "the step is on it" when NVML lists no processes."""
+
+
 class GpuUsage(BaseModel):
     """What a step really did on the GPU (all zero on a CPU step or a machine without NVML)."""
 
     gpu_seconds: float = 0.0
     peak_vram_mb: float = 0.0
-    mean_utilization: float = 0.0
+    mean_utilization: float | None = Field(default=0.0, description="percent; None where NVML cannot report utilisation (MIG, some vGPUs)")
     samples: int = Field(default=0, description="NVML samples taken (0: a CPU step, or no NVML)")
+    attribution: str = Field(default="processes", description="how the step was found on a GPU: NVML's process list, or (containers) memory growth")
     flagged: str | None = Field(default=None, description="why the step looks like a silent CPU fallback")
 
 
@@ -54,6 +64,7 @@ class GpuInfo(BaseModel):
     name: str
     uuid: str
     memory_total_bytes: int
+    memory_free_bytes: int | None = Field(default=None, description="free when NVML was asked (nvmlDeviceGetMemoryInfo.free)")
     driver_version: str
 
     @property
@@ -93,6 +104,7 @@ def nvml_report() -> NvmlReport:
                     name=_text(pynvml.nvmlDeviceGetName(handle)),
                     uuid=_text(pynvml.nvmlDeviceGetUUID(handle)),
                     memory_total_bytes=int(memory.total),
+                    memory_free_bytes=int(memory.free),
                     driver_version=driver,
                 )
             )
@@ -167,8 +179,9 @@ class NvmlUtilization(BaseModel):
 
 class NvmlDeviceSample(BaseModel):
     index: int
-    utilization: NvmlUtilization | None = None
+    utilization: NvmlUtilization | None = Field(default=None, description="None: NVML said not supported (MIG, vGPU) or failed")
     processes: list[NvmlProcess] = Field(default_factory=list)
+    memory_used: int | None = Field(default=None, description="bytes in use on the whole device (nvmlDeviceGetMemoryInfo.used)")
 
 
 class NvmlSample(BaseModel):
@@ -187,13 +200,18 @@ class NvmlSample(BaseModel):
         watched = set(self.watched_pids)
         return sum(p.usedGpuMemory or 0 for device in self.devices for p in device.processes if p.pid in watched)
 
+    def lists_processes(self) -> bool:
+        """Whether NVML listed any compute process at all on any device."""
+        return any(device.processes for device in self.devices)
 
-def device_sample(index: int, utilization: Any, processes: Iterable[Any]) -> NvmlDeviceSample:
-    """Convert pynvml's structures (``c_nvmlUtilization_t``, ``c_nvmlProcessInfo_t``) into a sample."""
+
+def device_sample(index: int, utilization: Any, processes: Iterable[Any], memory: Any = None) -> NvmlDeviceSample:
+    """Convert pynvml's structures (``c_nvmlUtilization_t``, ``c_nvmlProcessInfo_t``, ``c_nvmlMemory_t``) into a sample."""
     return NvmlDeviceSample(
         index=index,
         utilization=NvmlUtilization(gpu=int(utilization.gpu), memory=int(utilization.memory)) if utilization is not None else None,
         processes=[NvmlProcess(pid=int(p.pid), usedGpuMemory=None if p.usedGpuMemory is None else int(p.usedGpuMemory)) for p in processes],
+        memory_used=int(memory.used) if memory is not None else None,
     )
 
 
@@ -208,20 +226,65 @@ def load_samples(path: Path) -> list[NvmlSample]:
     return [NvmlSample.model_validate(json.loads(line)) for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 
+def memory_growth(samples: list[NvmlSample]) -> dict[int, list[int]]:
+    """Per device index, its used memory in each sample minus that in the first (bytes; devices without readings left out)."""
+    growth: dict[int, list[int]] = {}
+    if not samples:
+        return growth
+    baseline = {device.index: device.memory_used for device in samples[0].devices if device.memory_used is not None}
+    for sample in samples:
+        for device in sample.devices:
+            if device.index in baseline and device.memory_used is not None:
+                growth.setdefault(device.index, []).append(device.memory_used - baseline[device.index])
+    return growth
+
+
+def processes_invisible(samples: list[NvmlSample]) -> bool:
+    """NVML listed no process on any device in any sample: it cannot see this PID namespace (a container)."""
+    return bool(samples) and not any(sample.lists_processes() for sample in samples)
+
+
+def usage_from_memory_growth(samples: list[NvmlSample]) -> GpuUsage:
+    """Usage where NVML lists no processes: a device counts as the step's while its used memory has grown
+    by at least :data:`MEMORY_DELTA_MIN_BYTES` since the first sample. Another job starting on the same GPU
+    would count too, so this is the fallback, not the rule."""
+    growth = memory_growth(samples)
+    busy_devices = {index for index, deltas in growth.items() if max(deltas) >= MEMORY_DELTA_MIN_BYTES}
+    gpu_seconds = 0.0
+    busy: list[int] = []
+    for position, (sample, following) in enumerate(itertools.pairwise(samples)):
+        held = [device for device in sample.devices if device.index in busy_devices and growth[device.index][position] >= MEMORY_DELTA_MIN_BYTES]
+        gpu_seconds += len(held) * (following.t - sample.t)
+        busy += [device.utilization.gpu for device in held if device.utilization is not None]
+    peak = max((max(growth[index]) for index in busy_devices), default=0)
+    return GpuUsage(
+        gpu_seconds=round(gpu_seconds, 3),
+        peak_vram_mb=round(peak / MIB, 1),
+        mean_utilization=round(sum(busy) / len(busy), 1) if busy else None,
+        samples=len(samples),
+        attribution="memory growth",
+    )
+
+
 def usage_from_samples(samples: list[NvmlSample]) -> GpuUsage:
     """GPU-seconds (time the step held a GPU, per GPU), peak VRAM and mean utilisation while it did.
 
-    Utilisation is NVML's per-device figure, so another process busy on the same GPU counts too.
+    Utilisation is NVML's per-device figure, so another process busy on the same GPU counts too; it is
+    None (unknown) when NVML reported none while the step was on a GPU. Where NVML lists no processes at
+    all, the step is found by memory growth (:func:`usage_from_memory_growth`).
     """
+    if processes_invisible(samples):
+        return usage_from_memory_growth(samples)
     gpu_seconds = 0.0
     for sample, following in itertools.pairwise(samples):
         gpu_seconds += len(sample.step_devices()) * (following.t - sample.t)
-    busy = [device.utilization.gpu for sample in samples for device in sample.step_devices() if device.utilization is not None]
+    held = [device for sample in samples for device in sample.step_devices()]
+    busy = [device.utilization.gpu for device in held if device.utilization is not None]
     peak_bytes = max((sample.step_memory_bytes() for sample in samples), default=0)
     return GpuUsage(
         gpu_seconds=round(gpu_seconds, 3),
         peak_vram_mb=round(peak_bytes / MIB, 1),
-        mean_utilization=round(sum(busy) / len(busy), 1) if busy else 0.0,
+        mean_utilization=round(sum(busy) / len(busy), 1) if busy else (None if held else 0.0),
         samples=len(samples),
     )
 
@@ -236,9 +299,10 @@ def assess_fallback(
 ) -> str | None:
     """Why a step that asked for CUDA looks like it silently ran on the CPU, or None.
 
-    Flags: the runner itself said it ran on the CPU; its processes never appeared on any GPU; or they
-    did but utilisation stayed below ``min_util`` percent. With fewer than ``min_samples`` samples (no
-    NVML, or a step too short to judge) only the runner's own report counts.
+    Flags: the runner itself said it ran on the CPU; its processes never appeared on any GPU (or, where
+    NVML lists no processes, no GPU's memory grew); or they did but utilisation stayed below ``min_util``
+    percent. Unknown utilisation is not low utilisation: it is never flagged. With fewer than
+    ``min_samples`` samples (no NVML, or a step too short to judge) only the runner's own report counts.
     """
     if requested_device != "cuda":
         return None
@@ -247,17 +311,23 @@ def assess_fallback(
     if len(samples) < min_samples:
         return None
     seconds = samples[-1].t - samples[0].t
-    present = [sample for sample in samples if sample.step_devices()]
-    if not present:
+    usage = usage_from_samples(samples)
+    if usage.attribution == "memory growth":
+        if usage.gpu_seconds == 0:
+            return (
+                f"asked for CUDA but no GPU's used memory grew by {MEMORY_DELTA_MIN_BYTES // MIB} MiB or more in {len(samples)} NVML samples "
+                f"over {seconds:.1f} s (NVML lists no processes here, as in a container): the model most likely ran on the CPU "
+                "(run `podforge envs doctor`)"
+            )
+    elif not any(sample.step_devices() for sample in samples):
         return (
             f"asked for CUDA but its processes never appeared on a GPU in {len(samples)} NVML samples over {seconds:.1f} s: "
-            "the model most likely ran on the CPU (run `podforge envs doctor`; in a container, NVML may not see this PID namespace)"
+            "the model most likely ran on the CPU (run `podforge envs doctor`)"
         )
-    usage = usage_from_samples(samples)
-    if usage.mean_utilization < min_util:
+    if usage.mean_utilization is not None and usage.mean_utilization < min_util:
         return (
             f"asked for CUDA and held {usage.peak_vram_mb:.0f} MB on the GPU, but utilisation averaged {usage.mean_utilization:.1f}% "
-            f"(below {min_util:g}%) over {len(present)} samples: the model or its inputs were probably left on the CPU"
+            f"(below {min_util:g}%) over {usage.samples} samples: the model or its inputs were probably left on the CPU"
         )
     return None
 
@@ -333,11 +403,54 @@ class GpuSampler:
                 processes = pynvml.nvmlDeviceGetComputeRunningProcesses(handle)
             except pynvml.NVMLError:
                 processes = []
-            devices.append(device_sample(index, utilization, processes))
+            try:
+                memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
+            except pynvml.NVMLError:
+                memory = None
+            devices.append(device_sample(index, utilization, processes, memory))
         return NvmlSample(t=time.time(), watched_pids=self._watched_pids(), devices=devices)
 
 
 # --- one GPU step ---------------------------------------------------------------------------------------
+
+
+def visible_gpus(gpus: list[GpuInfo], cuda_visible_devices: str | None) -> list[GpuInfo] | None:
+    """The GPUs this process may use, in CUDA's order, from an existing ``CUDA_VISIBLE_DEVICES``.
+
+    ``None`` (unset) means all of NVML's GPUs. Entries are NVML/PCI indices or GPU UUIDs (or unique
+    prefixes of them, as CUDA accepts); CUDA stops at the first entry it cannot use, and so does this.
+    Returns None when the value holds something that cannot be mapped to a whole GPU (a ``MIG-`` instance):
+    then the restriction is left exactly as it is.
+    """
+    if cuda_visible_devices is None:
+        return list(gpus)
+    chosen: list[GpuInfo] = []
+    for entry in (part.strip() for part in cuda_visible_devices.split(",")):
+        if entry.startswith("MIG-"):
+            return None
+        if entry.lstrip("-").isdigit():
+            match = [gpu for gpu in gpus if gpu.index == int(entry)]
+        else:
+            match = [gpu for gpu in gpus if entry and gpu.uuid.startswith(entry if entry.startswith("GPU-") else f"GPU-{entry}")]
+        if len(match) != 1 or match[0] in chosen:
+            break
+        chosen.append(match[0])
+    return chosen
+
+
+def runner_device_env(gpu_index: int, gpus: list[GpuInfo], cuda_visible_devices: str | None) -> dict[str, str]:
+    """``CUDA_VISIBLE_DEVICES`` for a runner that should use NVML's GPU ``gpu_index``.
+
+    The GPU is named by its UUID, which means the same device to NVML and in every CUDA device order. An
+    existing restriction (a scheduler that gave this process some GPUs) is respected: the runner is only
+    narrowed to a GPU inside it, and where ``gpu_index`` is not inside it, or the restriction cannot be
+    read (``MIG-`` instances), the restriction is passed on unchanged.
+    """
+    allowed = visible_gpus(gpus, cuda_visible_devices)
+    chosen = [gpu for gpu in allowed or [] if gpu.index == gpu_index]
+    if not chosen:
+        return {}
+    return {"CUDA_VISIBLE_DEVICES": chosen[0].uuid}
 
 
 class GpuStep:
@@ -349,10 +462,11 @@ class GpuStep:
     requests without holding slots, so the slots meter what requests compute, not what idle models keep.
     """
 
-    def __init__(self, device: str, vram_gb: float, gpu_index: int | None):
+    def __init__(self, device: str, vram_gb: float, gpu_index: int | None, gpus: list[GpuInfo] | None = None):
         self.requested_device = device
         self.vram_gb = vram_gb
         self.gpu_index = gpu_index
+        self.gpus = gpus or []
         self.reported_device: str | None = None
         self.samples: list[NvmlSample] = []
         self.usage = GpuUsage()
@@ -363,7 +477,7 @@ class GpuStep:
     def runner_env(self) -> dict[str, str]:
         if self.gpu_index is None:
             return {}
-        return {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": str(self.gpu_index)}
+        return runner_device_env(self.gpu_index, self.gpus, os.environ.get("CUDA_VISIBLE_DEVICES"))
 
     @contextlib.contextmanager
     def computing(self, pid: int | None) -> Iterator[None]:
@@ -402,7 +516,7 @@ def gpu_step(engine: str, device: str, vram_gb: float, settings: GpuSettings, *,
     ``step.load_s`` and ``step.compute_s`` what the runners reported.
     """
     cuda = device == "cuda"
-    step = GpuStep(device, vram_gb, settings.gpu_index if cuda else None)
+    step = GpuStep(device, vram_gb, settings.gpu_index if cuda else None, list_gpus() if cuda else None)
     with contextlib.ExitStack() as held:
         if cuda and in_process:
             held.enter_context(step.computing(None))

@@ -17,10 +17,13 @@ import contextvars
 import json
 import logging
 import os
+import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ContextManager, Protocol
+
+from pydantic import BaseModel, Field
 
 from podforge import envs
 from podforge.errors import EngineError
@@ -129,6 +132,32 @@ def summarize(request: dict[str, Any]) -> str:
     """The request as one short line of JSON (what an error names as "the request")."""
     text = json.dumps(request, default=str, ensure_ascii=False, separators=(", ", ": "))
     return text if len(text) <= SUMMARY_CHARS else text[: SUMMARY_CHARS - 1] + "…"
+
+
+class EnvCommand(BaseModel):
+    """How a command line run with an environment's interpreter went (``podforge envs doctor``'s checks)."""
+
+    ok: bool
+    returncode: int | None = Field(description="None: it could not start, or ran past its time")
+    stdout: str = ""
+    tail: str = Field(description="the last lines of its output (stdout and stderr), or why it did not run")
+
+
+def run_env_python(env: str, args: list[str], *, timeout_s: float = 240.0) -> EnvCommand:
+    """``python ARGS`` with environment ``env``'s interpreter and a runner's variables (its bin first on
+    PATH, ``_common`` importable); an EngineError when the environment is not built."""
+    python = envs.python_for(env)
+    try:
+        done = subprocess.run(
+            [str(python), *args], capture_output=True, text=True, errors="replace", timeout=timeout_s,
+            env=runner_environment(python, None), stdin=subprocess.DEVNULL, check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return EnvCommand(ok=False, returncode=None, tail=f"did not finish within {timeout_s:g} s")
+    except OSError as exc:
+        return EnvCommand(ok=False, returncode=None, tail=str(exc))
+    tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-6:])[-1500:]
+    return EnvCommand(ok=done.returncode == 0, returncode=done.returncode, stdout=done.stdout, tail=tail)
 
 
 def runner_environment(python: Path, observers: Sequence[RunnerObserver] | None = None) -> dict[str, str]:

@@ -29,9 +29,8 @@ def video(master: StepOutput, captions: StepOutput, title: str, show: str, engin
         ffmpeg=ffmpeg,
     )
     output = run_engine_step(engine, request, gpu)
-    used = output.result.encoder  # the engine falls back to libx264 when NVENC fails mid-render
-    reason = encoder.reason if used == encoder.name else f"{encoder.reason}; {encoder.name} failed during the render, {used} used"
-    output.record.notes.update(encoder=used, encoder_reason=reason)
+    fallback = output.result.notes.get("encoder_fallback")  # the engine falls back to libx264 when NVENC fails mid-render
+    output.record.notes.update(encoder=output.result.encoder, encoder_reason=f"{encoder.reason}; {fallback}" if fallback else encoder.reason)
     return output
 
 
@@ -56,6 +55,8 @@ def avatar(speaker: str, host: int, portrait: Path, dialogue: StepOutput, engine
     )
     output = run_engine_step(engine, request, gpu)
     output.record.notes.update(output.result.notes)  # what the engine decided and checked (lip-sync self-check…)
+    if "encoder_fallback" in output.result.notes:  # NVENC failed in the engine's own encode
+        output.record.notes.update(encoder=output.result.encoder, encoder_reason=f"{encoder.reason}; {output.result.notes['encoder_fallback']}")
     return output
 
 
@@ -65,7 +66,7 @@ def layout(avatars: list[StepOutput], dialogue: StepOutput, captions: StepOutput
     step = current_step()
     duration_s = timing.episode_s(dialogue.result.timeline.duration_s)
     out = step.workdir / "video.mp4"
-    frames = compose_layout(
+    made = compose_layout(
         [avatar.result.video for avatar in avatars],
         turns_from_lines(dialogue.result.timeline.shifted(timing.intro_s), duration_s),
         out,
@@ -79,5 +80,6 @@ def layout(avatars: list[StepOutput], dialogue: StepOutput, captions: StepOutput
         captions_ass=captions.result.ass,
         binary=ffmpeg,
     )
-    result = VideoResult(video=out, encoder=encoder.name, frames=frames)
-    return StepOutput(record=step.record("layout", encoder=encoder.name, encoder_reason=encoder.reason, layout=frame.layout), result=result)
+    result = VideoResult(video=out, encoder=made.encoder, frames=made.frames)
+    reason = f"{encoder.reason}; {made.encoder_fallback}" if made.encoder_fallback else encoder.reason
+    return StepOutput(record=step.record("layout", encoder=made.encoder, encoder_reason=reason, layout=frame.layout), result=result)

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import av
+import numpy as np
 import pytest
 
 from podforge.errors import EngineError
+from podforge.media import layout
 from podforge.media.encoders import choose_h264_encoder, decide, keyframe_options, parse_encoders, probe_error_line, probe_nvenc
-from podforge.media.ffmpeg import ffmpeg_exe
+from podforge.media.ffmpeg import ffmpeg_exe, probe
+from podforge.media.layout import RawVideoWriter
 
 DATA = Path(__file__).parent / "data" / "encoders"
 LISTING_WITH_NVENC = (DATA / "imageio-ffmpeg-9.0.2-encoders.txt").read_text()
@@ -119,3 +123,86 @@ def test_auto_with_a_missing_binary_names_the_config_field():
         choose_h264_encoder("auto", "/nonexistent/ffmpeg")
     assert caught.value.field == "ffmpeg"
     assert "/nonexistent/ffmpeg" in str(caught.value)
+
+
+def test_the_nvenc_probe_uses_the_options_of_the_real_encodes():
+    from podforge.media.encoders import _nvenc_probe_args, encoder_options
+
+    args = _nvenc_probe_args()
+    assert args[args.index("-c:v") + 1] == "h264_nvenc"
+    for key, value in encoder_options("h264_nvenc").items():  # -preset p4 -rc vbr -cq 23 -b:v 0
+        assert args[args.index(f"-{key}") + 1] == value
+
+
+NVENC_WORKS = probe_nvenc(ffmpeg_exe()).ok
+needs_failing_nvenc = pytest.mark.skipif(NVENC_WORKS, reason="h264_nvenc works on this machine, so it cannot be seen failing")
+
+
+@needs_failing_nvenc
+def test_a_failed_nvenc_encode_is_redone_with_libx264_and_the_reason_kept(tmp_path):
+    """Real ffmpeg and a real failure: there is no NVIDIA driver here, so an h264_nvenc encode fails."""
+    from podforge.media.encoders import with_nvenc_fallback
+    from podforge.media.ffmpeg import run_ffmpeg
+
+    def encode(encoder: str, options: dict[str, str]) -> Path:
+        out = tmp_path / f"{encoder}.mp4"
+        flags = [part for key, value in options.items() for part in (f"-{key}", value)]
+        run_ffmpeg(["-y", "-f", "lavfi", "-i", "color=size=64x64:duration=0.2:rate=25", "-pix_fmt", "yuv420p", "-c:v", encoder, *flags, str(out)], what=f"a test encode with {encoder}")
+        return out
+
+    from podforge.media.encoders import encoder_options
+
+    video, encoder, reason = with_nvenc_fallback(encode, "h264_nvenc", encoder_options("h264_nvenc"))
+    assert encoder == "libx264" and video.name == "libx264.mp4" and video.stat().st_size > 0
+    assert reason is not None and reason.startswith("h264_nvenc failed (") and reason.endswith("encoded with libx264 instead")
+    same, encoder, reason = with_nvenc_fallback(encode, "libx264", encoder_options("libx264"))
+    assert (encoder, reason) == ("libx264", None)
+
+
+# --- RawVideoWriter (the talking portraits and the layout): the same fallback while frames stream in -----
+
+
+def numbered_frames(count: int, size: int = 64) -> list[np.ndarray]:
+    """Flat grey frames whose level says their number modulo 30 (7 levels apart, so H.264 keeps them apart)."""
+    return [np.full((size, size, 3), 16 + 7 * (number % 30), dtype=np.uint8) for number in range(count)]
+
+
+def decoded_levels(path: Path) -> list[int]:
+    with av.open(str(path)) as container:
+        return [round((float(frame.to_ndarray(format="gray").mean()) - 16) / 7) for frame in container.decode(video=0)]
+
+
+@needs_failing_nvenc
+@pytest.mark.parametrize("count", [1, 30])
+def test_raw_frames_for_a_failed_nvenc_encode_are_encoded_again_with_libx264(tmp_path, count):
+    """A real NVENC failure (no NVIDIA driver here): with 30 frames ffmpeg stops reading mid-stream, with
+    one frame it fails only when the writer closes; either way every frame reaches the libx264 video."""
+    out = tmp_path / "video.mp4"
+    with RawVideoWriter(out, 64, 64, 25, encoder="h264_nvenc") as writer:
+        for frame in numbered_frames(count):
+            writer.write(frame)
+    assert writer.encoder == "libx264" and writer.frames == count
+    assert writer.fallback is not None and writer.fallback.startswith("h264_nvenc failed (") and writer.fallback.endswith("encoded with libx264 instead")
+    assert "libcuda" in writer.fallback or "CUDA" in writer.fallback or "device" in writer.fallback  # NVENC's own reason
+    assert probe(out).streams[0].codec == "h264"
+    assert decoded_levels(out) == list(range(count))
+
+
+@needs_failing_nvenc
+def test_an_nvenc_failure_after_the_kept_frames_were_dropped_is_an_error_and_leaves_no_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(layout, "NVENC_REPLAY_BYTES", 64 * 64 * 3)  # keep one frame only
+    out = tmp_path / "video.mp4"
+    with pytest.raises(EngineError, match=r"ffmpeg \(h264_nvenc\) stopped after"):
+        with RawVideoWriter(out, 64, 64, 25, encoder="h264_nvenc") as writer:
+            for frame in numbered_frames(200):
+                writer.write(frame)
+    assert writer.fallback is None and not out.exists()
+
+
+def test_libx264_keeps_no_frames_and_reports_no_fallback(tmp_path):
+    out = tmp_path / "video.mp4"
+    with RawVideoWriter(out, 64, 64, 25) as writer:
+        for frame in numbered_frames(5):
+            writer.write(frame)
+    assert (writer.encoder, writer.fallback, writer._kept) == ("libx264", None, None)
+    assert decoded_levels(out) == list(range(5))

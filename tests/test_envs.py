@@ -15,9 +15,11 @@ import pytest
 import six
 from typer.testing import CliRunner
 
-from podforge import envs, doctor
+from podforge import doctor, envs
+from podforge.config import load_config
+from podforge.engines.base import DoctorFinding as Finding
 from podforge.errors import EngineError
-from podforge.gpu import list_gpus
+from podforge.gpu import GpuInfo, list_gpus
 
 REPO = Path(__file__).resolve().parent.parent
 DOCTOR_DATA = Path(__file__).parent / "data" / "doctor"
@@ -60,8 +62,57 @@ def test_hash_covers_python_version_requirements_and_constraints(home, external)
     assert envs.env_spec("demo").python_version == "3.10"
 
 
+def test_nodeps_requirements_and_index_overrides_are_part_of_the_identity(home, external):
+    folder = define_env(external, "demo", "six==1.15.0\n")
+    plain = envs.env_hash("demo")
+    (folder / "requirements-nodeps.txt").write_text("python-dateutil==2.9.0.post0\n")
+    with_nodeps = envs.env_hash("demo")
+    (folder / "index.txt").write_text("# PyTorch's CUDA 11.8 builds for Hopper GPUs\n--extra-index-url https://download.pytorch.org/whl/cu118\n")
+    with_index = envs.env_hash("demo")
+    assert len({plain, with_nodeps, with_index}) == 3
+    spec = envs.env_spec("demo")
+    assert spec.index_args() == ["--extra-index-url", "https://download.pytorch.org/whl/cu118"]
+    steps = envs.install_steps(spec)
+    assert [(path.name, extra) for path, extra in steps] == [("requirements.txt", []), ("requirements-nodeps.txt", ["--no-deps"])]
+
+
+def test_an_index_file_comes_before_the_configured_indexes():
+    settings = {"index-url": ["https://pypi.org/simple"], "extra-index-url": ["file:///opt/pypi/simple"], "find-links": ["/opt/wheels"]}
+    uv_args = envs.uv_pip_args(settings, ["--index-url", "https://download.pytorch.org/whl/cu118"])
+    assert uv_args[:4] == ["--index-strategy", "unsafe-best-match", "--index-url", "https://download.pytorch.org/whl/cu118"]
+    assert "https://pypi.org/simple" not in uv_args  # replaced, not added
+    assert uv_args[uv_args.index("--extra-index-url") + 1] == "file:///opt/pypi/simple"
+    # on pip's command line the configured extras would be dropped, so they are repeated
+    pip_args = envs.pip_index_args(settings, ["--extra-index-url", "https://download.pytorch.org/whl/cu118"])
+    assert pip_args == ["--extra-index-url", "https://download.pytorch.org/whl/cu118", "--extra-index-url", "file:///opt/pypi/simple", "--find-links", "/opt/wheels"]
+    assert envs.pip_index_args(settings, []) == []
+
+
+def test_a_bad_index_line_names_the_file_and_line(tmp_path):
+    index = tmp_path / "index.txt"
+    index.write_text("--index-url https://example.invalid/simple\ntorch==2.0.1\n")
+    with pytest.raises(EngineError, match=r"index.txt:2: expected one of --index-url"):
+        envs.read_index_options(index)
+
+
+def test_a_nodeps_requirements_file_is_installed_without_dependencies(home, external):
+    define_env(external, "demo", "idna==2.10\n")
+    (external / "demo" / "requirements-nodeps.txt").write_text("python-dateutil==2.9.0.post0\n")
+    python = envs.build("demo", log=lambda line: None) / "bin" / "python"
+    code = "import importlib.util as u, dateutil; print(dateutil.__version__, u.find_spec('six') is None)"
+    completed = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True)
+    assert completed.stdout.split() == ["2.9.0.post0", "True"]  # python-dateutil needs six; --no-deps left it out
+
+
+def test_test_fixtures_are_hidden_from_users_but_build_by_name(home):
+    assert "isolation-check" not in envs.defined_envs()
+    assert "isolation-check" in envs.defined_envs(include_fixtures=True) and envs.env_spec("isolation-check").fixture
+    envs.build("isolation-check", log=lambda line: None)
+    assert "isolation-check" not in [row.name for row in envs.list_envs()]  # not listed, not even as "stale"
+
+
 def test_unknown_and_unbuilt_environments_say_what_to_do(home):
-    with pytest.raises(EngineError, match="unknown environment 'nope'.*known environments: .*isolation-check"):
+    with pytest.raises(EngineError, match="unknown environment 'nope'.*known environments: .*sadtalker"):
         envs.env_hash("nope")
     with pytest.raises(EngineError, match=r"environment 'isolation-check' is not built; run `podforge envs build isolation-check`"):
         envs.python_for("isolation-check")
@@ -117,7 +168,7 @@ def test_a_killed_build_is_never_used_and_is_rebuilt(home):
     assert envs.read_marker(target) is None  # ... but never finished
     with pytest.raises(EngineError, match="only partly built.*podforge envs build isolation-check"):
         envs.python_for("isolation-check")
-    assert [row.state for row in envs.list_envs() if row.name == "isolation-check"] == ["incomplete"]
+    assert [row.state for row in envs.list_envs(include_fixtures=True) if row.name == "isolation-check"] == ["incomplete"]
 
     lines: list[str] = []
     assert envs.build("isolation-check", log=lines.append) == target
@@ -129,7 +180,7 @@ def test_a_failed_build_leaves_nothing_and_reports_the_tail(home, external):
     define_env(external, "broken", "podforge-no-such-package-xyz==0.0.1\n")
     with pytest.raises(EngineError) as caught:
         envs.build("broken", log=lambda line: None)
-    assert "installing broken's requirements failed" in caught.value.message
+    assert "installing broken's requirements.txt failed" in caught.value.message
     assert "podforge-no-such-package-xyz" in caught.value.message
     assert not envs.env_dir("broken").exists()
     with pytest.raises(EngineError, match="not built"):
@@ -181,7 +232,8 @@ def load_probe(name: str) -> dict:
 
 
 def messages(findings, level: str) -> str:
-    return " | ".join(f.message for f in findings if f.level == level)
+    """The findings of one level, each as ``message → fix``."""
+    return " | ".join(f.line() for f in findings if f.level == level)
 
 
 def test_doctor_reads_a_probe_without_torch():
@@ -242,12 +294,15 @@ def test_doctor_on_this_machine_says_plainly_what_is_missing(home):
         pytest.skip("this machine has a GPU")
     envs.build("isolation-check", log=lambda line: None)
     report = doctor.doctor()
-    host = messages(report.host.findings, "warn")
-    assert "no NVIDIA GPU" in host and "NVMLError" in host and "cpu_fallback" in host
+    host = messages(report.host.findings, "info")
+    assert "no NVIDIA GPU" in host and "NVMLError" in host and "cpu_fallback" in host  # the default config uses no CUDA engine: nothing is wrong
+    assert not messages(report.host.findings, "warn") and not messages(report.host.findings, "error")
+    assert "ffmpeg (imageio-ffmpeg's build): ffmpeg version" in messages(report.host.findings, "ok")
     by_name = {env.name: env for env in report.envs}
-    assert by_name["isolation-check"].state == "built"
-    assert by_name["isolation-check"].probe["python"] == f"{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}"
-    assert by_name["audiocraft"].findings[0].message == "not built; run `podforge envs build audiocraft`"
+    assert "isolation-check" not in by_name  # a test fixture, never shown to users
+    audiocraft = by_name["audiocraft"].findings[0]
+    assert (audiocraft.level, audiocraft.line()) == ("info", "not built (this config does not use it) → run `podforge envs build audiocraft`")
+    assert not [f.line() for env in report.envs for f in env.findings if f.level in ("warn", "error")]
 
     from podforge.envs_cli import envs_app
 
@@ -255,19 +310,128 @@ def test_doctor_on_this_machine_says_plainly_what_is_missing(home):
     assert result.exit_code == 0, result.output
     assert "no NVIDIA GPU" in result.output and "podforge envs build audiocraft" in result.output
     listing = CliRunner().invoke(envs_app, ["list"], env={"COLUMNS": "200"})
-    assert "isolation-check" in listing.output and "built" in listing.output and "not built" in listing.output
+    assert "isolation-check" not in listing.output and "not built" in listing.output
+
+
+def test_without_a_gpu_the_cuda_engines_a_config_uses_are_named_with_the_fix():
+    findings = doctor.diagnose_host("NVMLError_LibraryNotFound", [], None, None, ("libx264", "no GPU"), cuda_in_use=["sadtalker"])
+    assert "uses CUDA engines that may not fall back to the CPU: sadtalker" in messages(findings, "warn")
+    assert "gpu: {cpu_fallback: true}" in messages(findings, "warn")
+    config = load_config(overrides={"use": {"avatar": "sadtalker"}})
+    candidates = doctor.engine_candidates(config)
+    assert doctor.cuda_engines_without_fallback(candidates, doctor.engines_in_use(config), config) == ["sadtalker"]
+    allowed = load_config(overrides={"use": {"avatar": "sadtalker"}, "gpu": {"cpu_fallback": True}})
+    assert doctor.cuda_engines_without_fallback(candidates, doctor.engines_in_use(allowed), allowed) == []
+    assert doctor.engines_in_use(load_config()) == {"procedural", "audiogram", "portrait", "piper", "hibari"}
+
+
+def test_free_vram_is_compared_with_each_engines_declared_need():
+    # constructed NVML readings (GpuInfo as nvml_report builds it): a 16 GiB T4 with 5 GiB free, and an H200
+    t4 = GpuInfo(index=0, name="Tesla T4", uuid="GPU-1", memory_total_bytes=16 * 1024**3, memory_free_bytes=5 * 1024**3, driver_version="550.54")
+    needs = [("engines.musicgen", 3.0, True), ("engines.sadtalker", 7.0, True), ("voices.xtts-ana", 4.0, False), ("engines.musicgen-large", 24.0, True)]
+    findings = doctor.vram_findings(needs, [t4], 0)
+    assert "free VRAM on GPU 0 (Tesla T4: 5.0 of 16.0 GiB free) fits engines.musicgen 3 GiB" in messages(findings, "ok")
+    warn = messages(findings, "warn")
+    assert "engines.sadtalker declares 7 GiB of VRAM, but only 5.0 GiB is free" in warn and "nvidia-smi" in warn
+    assert "engines.musicgen-large declares 24 GiB of VRAM, more than GPU 0" in warn and "a GPU with more memory" in warn
+    assert "voices.xtts-ana declares 4 GiB" not in warn  # fits; and an engine the config does not use is never a warning
+    assert "voices.xtts-ana 4 GiB" in messages(findings, "ok")
+    unused_too_big = doctor.vram_findings([("engines.musicgen-large", 24.0, False)], [t4], 0)
+    assert [f.level for f in unused_too_big] == ["info"] and unused_too_big[0].fix
+    assert "gpu.gpu_index is 3" in messages(doctor.vram_findings(needs, [t4], 3), "error")
+    assert doctor.vram_findings(needs, [], 0) == []  # no GPU: the host finding says so
+
+
+def test_the_ffmpeg_finding_names_the_binary_its_version_and_the_fix(tmp_path):
+    import imageio_ffmpeg
+
+    found = doctor.ffmpeg_finding(None)
+    assert found.level == "ok" and found.message.startswith("ffmpeg (imageio-ffmpeg's build): ffmpeg version ")
+    assert found.message.endswith(imageio_ffmpeg.get_ffmpeg_exe())
+    missing = doctor.ffmpeg_finding(str(tmp_path / "no-ffmpeg"))
+    assert missing.level == "error" and "ffmpeg binary not found" in missing.message and "correct `ffmpeg:` in the config" in missing.fix
+    not_ffmpeg = tmp_path / "not-ffmpeg"
+    not_ffmpeg.write_text("#!/bin/sh\necho hello\n")
+    not_ffmpeg.chmod(0o755)
+    assert doctor.ffmpeg_finding(str(not_ffmpeg)).level == "error"
+
+
+@pytest.mark.parametrize("probe_file", sorted(path.name for path in DOCTOR_DATA.glob("*.json")))
+@pytest.mark.parametrize("has_gpu", [False, True])
+def test_every_problem_the_doctor_finds_states_its_fix(probe_file, has_gpu):
+    findings = doctor.diagnose_probe(load_probe(probe_file), has_gpu=has_gpu, cuda_driver_version="12.2" if has_gpu else None, driver_version="535.183", env="sadtalker")
+    problems = [f for f in findings if f.level in ("warn", "error")]
+    assert all(f.fix for f in problems), [f.message for f in problems if not f.fix]
+    assert all("external/sadtalker/requirements.txt" in f.fix or "driver" in f.fix or "container" in f.fix or "torch built for this GPU" in f.fix for f in problems)
+
+
+def test_what_a_config_does_not_use_is_information_not_a_warning():
+    warn = Finding(level="warn", message="SadTalker checkout: not configured", fix="set SADTALKER_HOME")
+    error = Finding(level="error", message="the runner cannot import librosa", fix="pin")
+    assert [f.level for f in doctor.as_needed([warn, error], in_use=False)] == ["info", "error"]
+    assert doctor.as_needed([warn, error], in_use=True) == [warn, error]
 
 
 def test_doctor_checks_the_sadtalker_checkout_and_weights(tmp_path, monkeypatch):
+    uses_sadtalker = load_config(overrides={"use": {"avatar": "sadtalker"}})
     monkeypatch.delenv("SADTALKER_HOME", raising=False)
-    sadtalker = next(d for d in doctor.doctor().envs if d.name == "sadtalker")
+    sadtalker = next(d for d in doctor.doctor(config=uses_sadtalker).envs if d.name == "sadtalker")
     assert any("SadTalker checkout" in f.message and "SADTALKER_HOME" in f.fix and f.level == "warn" for f in sadtalker.findings)
+    by_default = next(d for d in doctor.doctor().envs if d.name == "sadtalker")
+    assert any("SadTalker checkout" in f.message and f.level == "info" for f in by_default.findings)  # the default config does not use it
 
     checkout = tmp_path / "SadTalker"
     (checkout / "src" / "config").mkdir(parents=True)
     (checkout / "inference.py").write_text("# a checkout's entry point\n")
     monkeypatch.setenv("SADTALKER_HOME", str(checkout))
-    sadtalker = next(d for d in doctor.doctor().envs if d.name == "sadtalker")
+    sadtalker = next(d for d in doctor.doctor(config=uses_sadtalker).envs if d.name == "sadtalker")
     levels = {f.message.split(":")[0].split(" in ")[0]: f.level for f in sadtalker.findings}
     assert levels["SadTalker checkout"] == "ok"
     assert levels["SadTalker checkpoints"] == "warn"
+
+
+def test_the_probe_imports_exactly_what_a_runner_imports():
+    imports = doctor.runner_imports(REPO / "external" / "musicgen" / "runner.py")
+    assert imports == [
+        ["numpy", []],
+        ["torch", []],
+        ["transformers", ["AutoConfig", "AutoProcessor", "MusicgenForConditionalGeneration", "MusicgenMelodyForConditionalGeneration"]],
+        ["huggingface_hub", ["constants"]],
+        ["peft", ["PeftModel"]],
+    ]  # os, pathlib (standard library) and music_windows, podforge_runner (_common) are not probed
+    assert ["audiocraft.models", ["MusicGen"]] in doctor.runner_imports(REPO / "external" / "audiocraft" / "runner.py")
+    assert ["imageio_ffmpeg", []] in doctor.runner_imports(REPO / "external" / "sadtalker" / "runner.py")
+
+
+def test_the_probe_imports_what_the_runner_imports_and_commands_run_in_an_environment(home):
+    from podforge.runner import run_env_python
+
+    envs.build("isolation-check", log=lambda line: None)
+    probe = doctor.run_probe("isolation-check")
+    assert [(r["module"], r["ok"]) for r in probe["imports"]] == [("idna", True), ("six", True)]
+    assert "the runner's imports all work: idna, six" in messages(doctor.import_findings(probe, "isolation-check"), "ok")
+    version = run_env_python("isolation-check", ["-c", "import six, sys; print(six.__version__, sys.prefix)"])
+    assert version.ok and version.returncode == 0
+    assert version.tail.split()[0] != six.__version__ and "isolation-check-" in version.tail  # the environment's six, not ours
+    failing = run_env_python("isolation-check", ["-c", "raise SystemExit(3)"])
+    assert (failing.ok, failing.returncode) == (False, 3)
+
+
+def test_a_failed_runner_import_says_which_and_how_to_fix_it():
+    probe = {"imports": [{"module": "librosa", "names": [], "ok": False, "error": "ModuleNotFoundError: No module named 'pkg_resources'"}]}
+    error = messages(doctor.import_findings(probe, "sadtalker"), "error")
+    assert "the runner cannot import librosa: ModuleNotFoundError: No module named 'pkg_resources'" in error
+    assert "external/sadtalker/requirements.txt" in error and "podforge envs build sadtalker" in error
+
+
+def test_a_gpu_newer_than_the_torch_kernels_gets_the_exact_build_to_use():
+    # constructed from torch 2.0.1's CUDA 11.7 wheel (torch.cuda.get_arch_list()) on an H200 (capability 9.0)
+    hopper = {"version": "2.0.1+cu117", "capability": "9.0", "device_name": "NVIDIA H200", "arch_list": ["sm_37", "sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86"]}
+    error = messages(doctor.arch_findings(hopper, "sadtalker"), "error")
+    assert "torch 2.0.1+cu117 has no kernels for this GPU (NVIDIA H200, sm_90" in error
+    assert "use torch 2.0.1+cu118" in error and "https://download.pytorch.org/whl/cu118" in error and "external/sadtalker/index.txt" in error
+    ada = dict(hopper, capability="8.6", device_name="NVIDIA RTX A6000")
+    assert "has kernels for this GPU (sm_86" in messages(doctor.arch_findings(ada, "sadtalker"), "ok")
+    ampere_minor = dict(hopper, capability="8.7", device_name="Jetson Orin")  # sm_80/sm_86 cubins run on 8.7
+    assert not messages(doctor.arch_findings(ampere_minor, "sadtalker"), "error")
+    assert doctor.arch_findings({"version": "2.13.0+cpu"}, "musicgen") == []  # no GPU: nothing to compare

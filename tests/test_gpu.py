@@ -113,6 +113,54 @@ def test_unknown_process_memory_and_several_gpus_are_counted_right():
     assert two.peak_vram_mb == pytest.approx(4096.0) and two.mean_utilization == pytest.approx(90.0)
 
 
+def test_utilisation_nvml_cannot_report_is_unknown_and_never_flagged():
+    recorded = samples("mig_utilization_not_supported.jsonl")  # constructed: a MIG slice
+    usage = usage_from_samples(recorded)
+    assert usage.mean_utilization is None
+    assert usage.gpu_seconds == pytest.approx(17 * 0.5) and usage.peak_vram_mb == pytest.approx(3200.0)  # listed from sample 2 of 20
+    assert assess_fallback("cuda", recorded, min_util=5) is None
+
+
+def test_without_process_lists_the_step_is_found_by_memory_growth():
+    recorded = samples("container_no_process_list.jsonl")  # constructed: a container's empty process lists
+    usage = usage_from_samples(recorded)
+    assert usage.attribution == "memory growth"
+    assert usage.peak_vram_mb == pytest.approx(4096.0)  # GPU 1 only: GPU 0's 9 GB were there before
+    assert usage.gpu_seconds == pytest.approx(16 * 0.5)  # samples 3..18 had grown by >= 256 MiB
+    assert usage.mean_utilization == pytest.approx(85.0)
+    assert assess_fallback("cuda", recorded) is None
+
+
+def test_without_process_lists_a_step_that_grew_no_memory_is_flagged():
+    flag = assess_fallback("cuda", samples("container_no_process_list_cpu.jsonl"))
+    assert flag is not None and "no GPU's used memory grew by 256 MiB" in flag and "NVML lists no processes" in flag
+
+
+def gpus_of_a_four_gpu_node() -> list[GpuInfo]:
+    """Constructed: four GPUs as NVML would list them (NVML indices follow PCI bus order)."""
+    return [GpuInfo(index=i, name="NVIDIA H100 80GB HBM3", uuid=f"GPU-{i}a2b3c4d-0000-1111-2222-33334444555{i}", memory_total_bytes=80 * 1024**3, driver_version="570.86") for i in range(4)]
+
+
+def test_a_runner_is_pinned_to_its_gpu_by_uuid():
+    gpus = gpus_of_a_four_gpu_node()
+    assert gpu.runner_device_env(2, gpus, None) == {"CUDA_VISIBLE_DEVICES": gpus[2].uuid}
+
+
+def test_an_existing_device_restriction_is_respected():
+    gpus = gpus_of_a_four_gpu_node()
+    # a scheduler gave this process GPUs 2 and 3, by index or by UUID (prefixes allowed, as CUDA does)
+    assert gpu.visible_gpus(gpus, "2,3") == [gpus[2], gpus[3]]
+    assert gpu.visible_gpus(gpus, f"{gpus[3].uuid},GPU-2a2b") == [gpus[3], gpus[2]]
+    assert gpu.runner_device_env(3, gpus, "2,3") == {"CUDA_VISIBLE_DEVICES": gpus[3].uuid}
+    # GPU 0 is not among them: the runner keeps the scheduler's choice rather than escaping it
+    assert gpu.runner_device_env(0, gpus, "2,3") == {}
+    # CUDA stops at the first entry it cannot use; a MIG instance is passed on untouched
+    assert gpu.visible_gpus(gpus, "1,7,2") == [gpus[1]]
+    assert gpu.visible_gpus(gpus, "MIG-5c0c1b6f-7b8e-5a7e-9c6e-1a2b3c4d5e6f") is None
+    assert gpu.runner_device_env(0, gpus, "MIG-5c0c1b6f-7b8e-5a7e-9c6e-1a2b3c4d5e6f") == {}
+    assert gpu.runner_device_env(0, gpus, "") == {}
+
+
 def test_samples_kept_beside_a_step_read_back_the_same(tmp_path):
     recorded = samples("musicgen_busy.jsonl")
     gpu.write_samples(tmp_path / "nvml-samples.jsonl", recorded)
@@ -257,7 +305,9 @@ def test_a_cuda_step_holds_slots_and_the_guard_catches_a_runner_on_the_cpu(prefe
     step_of = {"engine": spec.name, "device": spec.resources.device, "vram_gb": spec.resources.vram_gb}
     with gpu.gpu_step(**step_of, settings=GpuSettings(gpu_index=2, guard="warn")) as step:
         run_in_env("isolation-check", "iso", {"mode": "versions"}, {}, workdir)  # it reports device "cpu"
-    assert step.runner_env() == {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": "2"}
+    assert step.runner_env() == {}  # NVML lists no GPU here: no UUID to pin, the environment passes on unchanged
+    pinned = gpu.GpuStep("cuda", spec.resources.vram_gb, 2, [A_T4.model_copy(update={"index": i, "uuid": f"GPU-{i}"}) for i in range(3)])
+    assert pinned.runner_env() == {"CUDA_VISIBLE_DEVICES": "GPU-2"}
     assert step.reported_device == "cpu"
     assert step.usage.flagged == "asked for CUDA but the runner reported that it ran on 'cpu'"
     failing = gpu.gpu_step(**step_of, settings=GpuSettings(gpu_index=2, guard="fail"))

@@ -1,6 +1,10 @@
-"""MusicGen through its real environment: a tiny random model saved with ``save_pretrained`` and loaded
+"""MusicGen through its real environments: a tiny random model saved with ``save_pretrained`` and loaded
 with ``from_pretrained`` by the runner, so durations, continuation and the loop seam are exercised on the
 real transformers code. Building the ``musicgen`` environment takes 2-3 minutes (torch 2.13 CPU, ~1.1 GB).
+
+The audiocraft backend (heavy: its environment is torch 2.1.0 from PyPI, the CUDA build, about 6 GB and
+4 minutes to build) is tested the same way on a tiny model built with audiocraft's own builders and loaded
+with ``MusicGen.get_pretrained``.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from podforge import envs
 from podforge.engines.base import MusicRequest, MusicResult
 from podforge.engines.musicgen import MusicGenEngine, MusicGenSettings, make_loop
 from podforge.errors import ConfigError, EngineError
-from tiny_models import make_tiny_musicgen
+from tiny_models import make_tiny_audiocraft_musicgen, make_tiny_musicgen
 
 MODEL_RATE = 32_000
 # the tiny model's window is one second, so beds of a few seconds need several continued windows
@@ -85,9 +89,21 @@ def test_weights_missing_from_the_cache_say_where_to_put_them(tiny_musicgen: Pat
 
 
 def test_a_missing_model_folder_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="not a saved MusicGen model") as raised:
+    with pytest.raises(ConfigError, match="not a saved MusicGen model for the transformers backend") as raised:
         MusicGenEngine({"model": str(tmp_path / "nothing-here")})
     assert raised.value.field == "engines.musicgen.settings"
+    (tmp_path / "hf").mkdir()
+    (tmp_path / "hf" / "config.json").write_text("{}")
+    with pytest.raises(ConfigError, match="no state_dict.bin, compression_state_dict.bin there"):
+        MusicGenEngine({"model": str(tmp_path / "hf"), "backend": "audiocraft"})
+
+
+def test_the_backend_chooses_the_environment() -> None:
+    assert MusicGenEngine.resources_for(MusicGenSettings(backend="audiocraft")).env == "audiocraft"
+    assert MusicGenEngine.resources_for(MusicGenSettings(backend="transformers", device="cpu")).env == "musicgen"
+    with pytest.raises(ConfigError, match="transformers.*audiocraft") as raised:
+        MusicGenEngine({"backend": "jax"})
+    assert raised.value.field == "engines.musicgen.settings.backend"
 
 
 def test_an_unbuilt_environment_says_how_to_build_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -121,3 +137,32 @@ def test_the_loop_seam_continues_the_waveform() -> None:
 def test_the_loop_needs_the_extra_tail() -> None:
     with pytest.raises(EngineError, match="fewer than"):
         make_loop(np.zeros(10, dtype=np.float32), 20)
+
+
+# --- the audiocraft backend -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_audiocraft(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    envs.build("audiocraft", log=lambda line: None)
+    return make_tiny_audiocraft_musicgen(tmp_path_factory.mktemp("tiny-audiocraft"))
+
+
+@pytest.mark.heavy
+@pytest.mark.timeout(2400)
+def test_the_audiocraft_backend_makes_exact_continued_and_repeatable_beds(tiny_audiocraft: Path, tmp_path: Path) -> None:
+    engine = MusicGenEngine({"backend": "audiocraft", "model": str(tiny_audiocraft), **TINY_SETTINGS})
+    short = engine.run(MusicRequest(prompt="warm calm lo-fi piano", duration_s=0.5, seed=3), tmp_path / "short")
+    audio, rate = bed_samples(short.wav)
+    assert rate == MODEL_RATE and len(audio) == 0.5 * MODEL_RATE and np.abs(audio).max() > 0.0
+    assert "MusicGen (audiocraft" in short.description and "1 window" in short.description
+
+    duration_s = 2.37
+    long = engine.run(MusicRequest(prompt="upbeat electronic intro", duration_s=duration_s, seed=5), tmp_path / "long")
+    assert len(bed_samples(long.wav)[0]) == round(duration_s * MODEL_RATE)
+    assert f"{1 + math.ceil((2.57 - 1.0) / 0.7)} window(s)" in long.description  # continued with generate_continuation
+
+    again = engine.run(MusicRequest(prompt="warm calm lo-fi piano", duration_s=0.5, seed=3), tmp_path / "again")
+    other = engine.run(MusicRequest(prompt="warm calm lo-fi piano", duration_s=0.5, seed=4), tmp_path / "other")
+    assert np.array_equal(bed_samples(again.wav)[0], audio)
+    assert not np.array_equal(bed_samples(other.wav)[0], audio)

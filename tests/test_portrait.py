@@ -341,7 +341,8 @@ def test_side_by_side_highlights_the_speaker_from_the_frame_their_line_starts(ho
     out = tmp_path / "side.mp4"
     written = compose_layout(host_videos, turns, out, duration_s=DURATION, width=640, height=360, mode="side_by_side")
     frames = decode(out)
-    assert len(frames) == written == frame_count(DURATION, 25)
+    assert len(frames) == written.frames == frame_count(DURATION, 25)
+    assert (written.encoder, written.encoder_fallback) == ("libx264", None)
     tiles = dict(enumerate(tile_rectangles(2, 640, 360)))
 
     def highlighted(frame: np.ndarray) -> int:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,8 +24,10 @@ from podforge.engines.base import AvatarRequest
 from podforge.engines.sadtalker import (
     SadTalkerEngine,
     SadTalkerSettings,
+    environment_findings,
     join_chunks,
     plan_chunks,
+    setup_findings,
     silences_between,
     silences_in,
     write_chunk_audio,
@@ -143,6 +147,35 @@ def test_output_finder_says_what_it_found_when_there_is_no_video(runner, tmp_pat
         runner.find_result_video(result_dir, time.time())
 
 
+def test_ffmpeg_is_put_first_on_sadtalkers_path(runner, tmp_path):
+    import imageio_ffmpeg
+
+    path = runner.path_with_ffmpeg(tmp_path, imageio_ffmpeg.get_ffmpeg_exe(), "/usr/bin:/bin")
+    assert path == f"{tmp_path / 'bin'}:/usr/bin:/bin"
+    runner.path_with_ffmpeg(tmp_path, imageio_ffmpeg.get_ffmpeg_exe(), "")  # again: the link is replaced
+    found = shutil.which("ffmpeg", path=path)
+    assert found == str(tmp_path / "bin" / "ffmpeg")
+    version = subprocess.run([found, "-version"], capture_output=True, text=True, check=True).stdout
+    assert version.startswith("ffmpeg version")
+
+
+def test_python_path_folders_come_first_for_sadtalker_and_nothing_else_changes(runner, tmp_path):
+    ffmpeg = str(tmp_path / "ffmpeg-binary")
+    Path(ffmpeg).write_text("")
+    environ = {"PATH": "/usr/bin", "PYTHONPATH": "/common", "HOME": "/home/x"}
+    seam = tmp_path / "seam"
+    environment = runner.inference_environment(tmp_path, {"python_path": [str(seam)]}, environ, ffmpeg)
+    assert environment["PYTHONPATH"] == f"{seam}:/common" and environment["HOME"] == "/home/x"
+    assert environment["PATH"] == f"{tmp_path / 'bin'}:/usr/bin"
+    assert runner.inference_environment(tmp_path, {}, environ, ffmpeg)["PYTHONPATH"] == "/common"
+    assert "PYTHONPATH" not in runner.inference_environment(tmp_path, {"python_path": []}, {"PATH": "/usr/bin"}, ffmpeg)
+
+
+def test_the_doctor_runs_sadtalkers_cli_only_in_a_built_environment(no_sadtalker_home, tmp_path):
+    # the checks themselves run in the heavy test (tests/test_sadtalker_smoke.py), where the environment exists
+    assert environment_findings(SadTalkerSettings(home=complete_checkout(tmp_path))) == []  # not built here: `envs doctor` says "build it" instead
+
+
 def test_each_run_gets_an_empty_result_folder(runner, tmp_path):
     first = runner.fresh_result_dir(tmp_path)
     (first / "2024_01_01_00.00.00.mp4").write_bytes(b"from a failed attempt")
@@ -168,7 +201,7 @@ def test_an_incomplete_checkout_lists_every_missing_file(no_sadtalker_home, tmp_
     (home / "inference.py").write_text("")
     (home / "checkpoints").mkdir()
     (home / "checkpoints" / "SadTalker_V0.0.2_256.safetensors").write_bytes(b"")
-    checkout, checkpoints, weights = SadTalkerEngine.doctor_checks(SadTalkerSettings(home=home, enhancer="gfpgan"))
+    checkout, checkpoints, weights = setup_findings(SadTalkerSettings(home=home, enhancer="gfpgan"))
     assert checkout.level == "ok"
     assert checkpoints.level == "warn" and "mapping_00109-model.pth.tar" in checkpoints.message and "download_models.sh" in checkpoints.fix
     assert weights.level == "warn" and all(name in weights.message for name in ("alignment_WFLW_4HG.pth", "GFPGANv1.4.pth", "parsing_parsenet.pth"))
@@ -187,7 +220,7 @@ def test_a_complete_setup_passes_every_check(monkeypatch, tmp_path):
     for name in ("alignment_WFLW_4HG.pth", "detection_Resnet50_Final.pth"):
         (home / "gfpgan" / "weights" / name).write_bytes(b"")
     monkeypatch.setenv("SADTALKER_HOME", str(home))
-    checks = SadTalkerEngine.doctor_checks(SadTalkerSettings(size=512, preprocess="crop"))
+    checks = setup_findings(SadTalkerSettings(size=512, preprocess="crop"))
     assert all(check.level == "ok" for check in checks), [check.message for check in checks]
 
 
@@ -379,30 +412,6 @@ def test_a_failed_chunk_is_retried_alone_and_the_chunks_join_seamlessly(tmp_path
     assert calls == ["0001.wav", "0002.wav", "0003.wav"]  # the finished first chunk was not rendered again
     assert result.notes["chunks"] == "4" and result.frames == 300
     assert read_numbers(result.video, bits=12) == list(range(300))
-
-
-# --- the real thing, where it is installed ----------------------------------------------------------------
-
-
-@pytest.mark.heavy
-def test_sadtalker_animates_a_photograph(tmp_path):
-    from podforge import envs
-
-    if not os.environ.get("SADTALKER_HOME"):
-        pytest.skip("SADTALKER_HOME is not set")
-    try:
-        envs.python_for("sadtalker")
-    except EngineError as exc:
-        pytest.skip(exc.message)
-    skimage_data = pytest.importorskip("skimage.data")
-    portrait = tmp_path / "astronaut.png"
-    Image.fromarray(skimage_data.astronaut()).save(portrait)
-    audio = tmp_path / "speech.wav"
-    t = np.arange(4 * 16000) / 16000
-    soundfile.write(audio, (0.3 * np.sin(2 * np.pi * 180 * t) * (np.sin(2 * np.pi * 3 * t) > 0)).astype(np.float32), 16000)
-    request = AvatarRequest(speaker="ALEX", portrait=portrait, audio=audio, duration_s=4.0, width=256, height=256)
-    result = SadTalkerEngine({"cpu_fallback": True}).run(request, tmp_path)
-    assert result.frames == 100 and probe(result.video).streams[0].width == 256
 
 
 def test_the_last_chunk_is_never_a_sliver():

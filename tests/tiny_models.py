@@ -39,3 +39,9 @@ def make_tiny_musicgen(out_dir: Path) -> Path:
     """A folder saved with ``save_pretrained``: MusicGen at 32 kHz, 50 frames/s, 4 codebooks."""
     run_env_script("musicgen", "make_tiny_musicgen.py", out_dir)
     return out_dir
+
+
+def make_tiny_audiocraft_musicgen(out_dir: Path) -> Path:
+    """A folder audiocraft's ``MusicGen.get_pretrained`` loads: ``state_dict.bin`` and ``compression_state_dict.bin``."""
+    run_env_script("audiocraft", "make_tiny_musicgen.py", out_dir)
+    return out_dir

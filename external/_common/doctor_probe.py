@@ -1,12 +1,16 @@
 """What an engine environment really has: Python, torch, CUDA, and the imports old engines trip on.
 
 Runs inside an environment (standard library only; torch, torchvision and numpy are optional) and writes
-one JSON object to the path given as its argument (stdout when none). ``podforge envs doctor`` reads it;
-the diagnosis lives in ``podforge.envs`` so it can be tested on recorded outputs.
+one JSON object to the path given as its first argument (stdout when none). ``podforge envs doctor`` reads
+it; the diagnosis lives in ``podforge.doctor`` so it can be tested on recorded outputs.
+
+A second argument names a JSON file ``{"imports": [[module, [names...]], ...]}``: the modules (and names)
+the environment's runner imports, each imported here the way the runner does.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import importlib.util
 import json
@@ -93,9 +97,29 @@ def probe_numpy() -> dict[str, Any]:
     return {"importable": True, "version": numpy.__version__, "has_np_float": has_float}
 
 
-def probe() -> dict[str, Any]:
+def probe_imports(imports: list[list]) -> list[dict[str, Any]]:
+    """Import each ``[module, names]`` as ``from module import names`` (``import module`` when no names)."""
+    results = []
+    for module, names in imports:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                loaded = importlib.import_module(module)
+                for name in names:
+                    if not hasattr(loaded, name):
+                        importlib.import_module(f"{module}.{name}")
+        except BaseException as exc:  # noqa: BLE001 - SystemExit from a broken package is a finding too
+            results.append({"module": module, "names": names, "ok": False, "error": error_text(exc)})
+        else:
+            results.append({"module": module, "names": names, "ok": True})
+    return results
+
+
+def probe(spec: dict[str, Any] | None = None) -> dict[str, Any]:
     versions = installed_versions()
     report: dict[str, Any] = {"python": platform.python_version(), "executable": sys.executable, "packages": versions}
+    if spec:
+        report["imports"] = probe_imports(spec.get("imports", []))
     if "torch" in versions:
         report["torch"] = probe_torch()
     if "torchvision" in versions:
@@ -106,7 +130,8 @@ def probe() -> dict[str, Any]:
 
 
 def main() -> None:
-    text = json.dumps(probe(), indent=2)
+    spec = json.loads(Path(sys.argv[2]).read_text(encoding="utf-8")) if len(sys.argv) > 2 else None
+    text = json.dumps(probe(spec), indent=2)
     if len(sys.argv) > 1:
         Path(sys.argv[1]).write_text(text, encoding="utf-8")
     else:

@@ -13,14 +13,12 @@ a LoRA trained on the decoder by ``train_runner.py``; it is merged into the deco
 
 Length arithmetic: one window of ``n`` new tokens decodes to ``n - (codebooks - 1)`` codec frames (the
 codebooks are offset by one step each), at ``frame_rate`` (50) frames per second. A bed longer than one
-window is continued: the last ``overlap_s`` of what exists is encoded back to codes and given to the
-decoder as its prompt, the next window continues it, and the re-decoded prompt is crossfaded over the
-original. The result is trimmed to the exact length asked for.
+window is continued (``_common/music_windows.py``): the last ``overlap_s`` of what exists is encoded back
+to codes and given to the decoder as its prompt. The result is trimmed to the exact length asked for.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
@@ -28,7 +26,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from podforge_runner import pick_device, serve, write_wav_atomic  # noqa: E402
+from music_windows import generate_long, write_bed_wav  # noqa: E402
+from podforge_runner import pick_device, serve  # noqa: E402
 
 
 def load_model(name: str, device: str, fp16: bool):
@@ -88,39 +87,6 @@ class Generator:
         return audio[0, 0].float().cpu().numpy()
 
 
-def crossfade(tail: np.ndarray, head: np.ndarray) -> np.ndarray:
-    """Equal-power crossfade from ``tail`` into ``head`` (same length)."""
-    ramp = np.linspace(0.0, math.pi / 2, len(tail), dtype=np.float32)
-    return tail * np.cos(ramp) + head * np.sin(ramp)
-
-
-def generate_long(generator: Generator, total_samples: int, window_s: float, overlap_s: float) -> tuple[np.ndarray, int]:
-    """At least ``total_samples`` of audio, one window at a time, each continuing the last; and the count."""
-    window_frames = max(1, int(window_s * generator.frame_rate))
-    overlap_frames = min(int(overlap_s * generator.frame_rate), window_frames - 1)
-    needed_frames = math.ceil(total_samples / generator.hop)
-    audio = generator.generate(min(window_frames, needed_frames))
-    segments = 1
-    while len(audio) < total_samples:
-        overlap = overlap_frames * generator.hop
-        new_frames = min(window_frames - overlap_frames, math.ceil((total_samples - len(audio)) / generator.hop))
-        continued = generator.generate(new_frames, prompt_audio=audio[len(audio) - overlap :] if overlap else None)
-        if overlap:
-            joined = crossfade(audio[len(audio) - overlap :], continued[:overlap])
-            audio = np.concatenate([audio[: len(audio) - overlap], joined, continued[overlap:]])
-        else:
-            audio = np.concatenate([audio, continued])
-        segments += 1
-        print(f"musicgen: window {segments}: {len(audio) / generator.sample_rate:.2f} s so far", flush=True)
-    return audio, segments
-
-
-def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
-    peak = float(np.max(np.abs(audio))) if len(audio) else 0.0
-    scaled = audio / peak * 0.89 if peak > 0.89 else audio  # keep peaks below -1 dBFS, never amplify noise
-    write_wav_atomic(path, (np.clip(scaled, -1.0, 1.0) * 32767).astype("<i2").tobytes(), sample_rate)
-
-
 class LoadedModel:
     """A loaded MusicGen model and its processor, on the device chosen once per process."""
 
@@ -160,7 +126,7 @@ def handle(loaded: LoadedModel, request: dict, workdir: Path) -> tuple[dict, str
     samples = round(duration_s * generator.sample_rate)
     audio, segments = generate_long(generator, samples, float(settings.get("window_s", 30.0)), float(settings.get("overlap_s", 5.0)))
     wav_path = workdir / "generated.wav"
-    write_wav(wav_path, audio[:samples], generator.sample_rate)
+    write_bed_wav(wav_path, audio[:samples], generator.sample_rate)
     result = {"wav": str(wav_path), "sample_rate": generator.sample_rate, "duration_s": samples / generator.sample_rate, "segments": segments, "model": loaded.name, "fp16": loaded.fp16, "adapter": loaded.adapter}
     return result, loaded.device
 

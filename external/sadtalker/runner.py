@@ -8,7 +8,7 @@ Result: ``{"video": str, "seconds": float}``: SadTalker's MP4 (25 fps, with the 
 Settings (checked and filled in by ``podforge.engines.sadtalker``): ``home``, ``checkpoint_dir``,
 ``gfpgan_dir``, ``size`` (256|512), ``enhancer`` (gfpgan|none), ``preprocess`` (crop|resize|full),
 ``still``, ``batch_size``, ``expression_scale``, ``pose_style`` (0..45), ``device`` (cuda|cpu),
-``cpu_fallback``.
+``cpu_fallback``, ``python_path``.
 
 Where SadTalker looks for files, and how the runner points it at the pre-seeded ones:
 
@@ -19,7 +19,12 @@ Where SadTalker looks for files, and how the runner points it at the pre-seeded 
   directory, downloaded there when missing. The runner runs SadTalker in ``workdir`` with
   ``workdir/gfpgan/weights`` a link to ``gfpgan_dir``, so nothing is downloaded;
 * the output: ``<result_dir>/<timestamp>.mp4``. Each chunk gets a fresh, empty result directory, and the
-  video is the one ``.mp4`` that appears directly in it after the run started.
+  video is the one ``.mp4`` that appears directly in it after the run started;
+* ``ffmpeg``: SadTalker (and pydub) run it by name from ``PATH``. The runner links the binary of the
+  environment's imageio-ffmpeg as ``workdir/bin/ffmpeg`` and puts that folder first on SadTalker's PATH;
+* ``python_path`` (a setting, default none): folders put first on ``inference.py``'s PYTHONPATH. A
+  ``sitecustomize.py`` in one of them runs before SadTalker's code: the seam the smoke test uses to
+  replace face detection (``tests/sadtalker_seam``).
 
 This module imports only the standard library at load time (torch only to choose the device), so the
 main environment's tests can check the command line and the output finder.
@@ -106,6 +111,27 @@ def find_result_video(result_dir: Path, started_at: float) -> Path:
     return max(candidates, key=lambda path: path.stat().st_mtime)
 
 
+def path_with_ffmpeg(workdir: Path, ffmpeg: str, path: str) -> str:
+    """``PATH`` with a folder holding ``ffmpeg`` (a link to the ``ffmpeg`` binary) in front."""
+    folder = workdir / "bin"
+    folder.mkdir(parents=True, exist_ok=True)
+    link = folder / "ffmpeg"
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(Path(ffmpeg).resolve())
+    return f"{folder}{os.pathsep}{path}" if path else str(folder)
+
+
+def inference_environment(workdir: Path, settings: dict, environ: dict[str, str], ffmpeg: str) -> dict[str, str]:
+    """The variables ``inference.py`` runs with: ``environ`` with ffmpeg first on PATH and the
+    ``python_path`` folders first on PYTHONPATH."""
+    environment = dict(environ, PATH=path_with_ffmpeg(workdir, ffmpeg, environ.get("PATH", "")))
+    folders = [str(Path(folder).resolve()) for folder in settings.get("python_path", [])]
+    if folders:
+        environment["PYTHONPATH"] = os.pathsep.join([*folders, *([environ["PYTHONPATH"]] if environ.get("PYTHONPATH") else [])])
+    return environment
+
+
 def choose_device(settings: dict) -> str:
     if settings.get("device", "cuda") != "cuda":
         return "cpu"
@@ -133,8 +159,11 @@ def handle(settings: dict, request: dict, workdir: Path) -> tuple[dict, str]:
     result_dir = fresh_result_dir(workdir)
     command = inference_command(sys.executable, settings, Path(request["source_image"]), Path(request["driven_audio"]), result_dir, cpu=device == "cpu")
     print("sadtalker: " + " ".join(command), flush=True)
+    import imageio_ffmpeg
+
+    environment = inference_environment(workdir, settings, dict(os.environ), imageio_ffmpeg.get_ffmpeg_exe())
     started_at = time.time()
-    completed = subprocess.run(command, cwd=workdir, check=False)
+    completed = subprocess.run(command, cwd=workdir, env=environment, check=False)
     if completed.returncode != 0:
         raise RuntimeError(f"SadTalker's inference.py exited with code {completed.returncode}")
     video = find_result_video(result_dir, started_at)
@@ -145,4 +174,4 @@ def handle(settings: dict, request: dict, workdir: Path) -> tuple[dict, str]:
 
 
 if __name__ == "__main__":
-    serve(load, handle, report_versions=("torch", "torchvision", "numpy"))
+    serve(load, handle, report_versions=("torch", "torchvision", "numpy", "imageio"))

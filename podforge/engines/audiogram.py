@@ -7,7 +7,7 @@ captions. The output is video only: the mux step adds the audio.
 
 H.264 comes from the encoder the request names (see :mod:`podforge.media.encoders`). If NVENC was chosen
 but fails on this render (a busy or lost GPU, a session limit), the video is rendered again with libx264
-and the result says so.
+and the result says so (``notes["encoder_fallback"]``: NVENC's own error).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from podforge.engines.base import Engine, EngineSettings, VideoRequest, VideoRes
 from podforge.errors import EngineError
 from podforge.io import atomic_path
 from podforge.media.cards import card_layout, palette_for, render_background
-from podforge.media.encoders import encoder_options, encoder_options_for
+from podforge.media.encoders import encoder_options_for, with_nvenc_fallback
 from podforge.media.ffmpeg import run_graph
 
 logger = logging.getLogger(__name__)
@@ -54,16 +54,11 @@ class AudiogramEngine(Engine[VideoRequest, VideoResult]):
         workdir = Path(workdir)
         card = render_background(workdir / "background.png", title=request.title, show=request.show, width=request.width, height=request.height)
         video = workdir / "video.mp4"
-        encoder, options = request.encoder, request.encoder_options or encoder_options_for(request.encoder)
-        try:
-            self.render(request, card, video, encoder, options)
-        except EngineError as failure:
-            if encoder != "h264_nvenc":
-                raise
-            logger.warning("h264_nvenc failed on %s, rendering with libx264 instead. %s", video, failure.message)
-            encoder, options = "libx264", encoder_options("libx264")
-            self.render(request, card, video, encoder, options)
-        return VideoResult(video=video, encoder=encoder, frames=count_frames(video))
+        options = request.encoder_options or encoder_options_for(request.encoder)
+        _, encoder, fallback = with_nvenc_fallback(lambda name, chosen: self.render(request, card, video, name, chosen), request.encoder, options)
+        if fallback:
+            logger.warning("%s: %s", video, fallback)
+        return VideoResult(video=video, encoder=encoder, frames=count_frames(video), notes={"encoder_fallback": fallback} if fallback else {})
 
     def render(self, request: VideoRequest, card: Path, video: Path, encoder: str, options: dict[str, str]) -> None:
         frames = frame_count(request)

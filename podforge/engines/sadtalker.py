@@ -30,13 +30,15 @@ from pydantic import Field
 from podforge.caching import broken_files, files_of, step_key, step_workdir
 from podforge.config import REPO_ROOT
 from podforge.engines.base import AvatarRequest, AvatarResult, DoctorFinding, Engine, EngineSettings, Resources
+from podforge.envs import env_dir, read_marker
 from podforge.errors import EngineError
 from podforge.io import atomic_path, copy_atomic, write_text_atomic
 from podforge.media.audio import write_wav
-from podforge.media.encoders import encoder_options_for
+from podforge.media.encoders import encoder_options_for, with_nvenc_fallback
 from podforge.media.ffmpeg import run_ffmpeg, run_graph
 from podforge.media.layout import frame_count
 from podforge.media.portraits import load_portrait
+from podforge.runner import run_env_python
 
 SADTALKER_FPS = 25
 SADTALKER_RATE = 16000
@@ -61,6 +63,10 @@ class SadTalkerSettings(EngineSettings):
     pose_style: int = Field(default=0, ge=0, le=45)
     device: Literal["cuda", "cpu"] = "cuda"
     cpu_fallback: bool = False
+    python_path: list[Path] = Field(
+        default_factory=list,
+        description="folders put first on inference.py's PYTHONPATH (a sitecustomize.py there runs before SadTalker; the smoke test's seam)",
+    )
     max_chunk_s: float = Field(default=60.0, ge=5.0, le=600.0)
     chunk_timeout_s: float = Field(default=3600.0, gt=0)
 
@@ -122,6 +128,35 @@ def setup_findings(options: SadTalkerSettings) -> list[DoctorFinding]:
             fix=f"copy them there (SadTalker would try to download them at run time); {how}" if missing else "",
         )
     )
+    return findings
+
+
+FFMPEG_VERSION = "import imageio_ffmpeg, subprocess; print(subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), '-version'], check=True, capture_output=True, text=True).stdout.splitlines()[0])"
+"""Prints the first line of ``ffmpeg -version`` for the binary the runner puts on SadTalker's PATH."""
+
+
+def environment_findings(options: SadTalkerSettings) -> list[DoctorFinding]:
+    """Run in the built ``sadtalker`` environment what SadTalker will run: the ffmpeg the runner puts on
+    its PATH, and the checkout's ``inference.py --help`` (which imports all of SadTalker's code).
+
+    Nothing when the environment is not built (the doctor already says to build it)."""
+    if read_marker(env_dir(ENV)) is None:
+        return []
+    rebuild = f"correct the pin named there in external/{ENV}/requirements.txt and run `podforge envs build {ENV}`"
+    ffmpeg = run_env_python(ENV, ["-c", FFMPEG_VERSION])
+    findings = [
+        DoctorFinding(level="ok", message=f"ffmpeg on SadTalker's PATH (imageio-ffmpeg's): {' '.join(ffmpeg.stdout.split()[:3])}")
+        if ffmpeg.ok
+        else DoctorFinding(level="error", message=f"imageio-ffmpeg's ffmpeg does not run in the {ENV} environment: {ffmpeg.tail}", fix=rebuild)
+    ]
+    home = options.resolved_home()
+    if home is not None and (home / "inference.py").is_file():
+        cli = run_env_python(ENV, [str(home / "inference.py"), "--help"])
+        findings.append(
+            DoctorFinding(level="ok", message=f"SadTalker's CLI runs: {home / 'inference.py'} --help")
+            if cli.ok
+            else DoctorFinding(level="error", message=f"SadTalker's {home / 'inference.py'} --help fails (exit {cli.returncode}): {cli.tail}", fix=rebuild)
+        )
     return findings
 
 
@@ -265,7 +300,7 @@ class SadTalkerEngine(Engine[AvatarRequest, AvatarResult]):
 
     @classmethod
     def doctor_checks(cls, settings: SadTalkerSettings) -> list[DoctorFinding]:
-        return setup_findings(settings)
+        return setup_findings(settings) + environment_findings(settings)
 
     @classmethod
     def resources_for(cls, settings: SadTalkerSettings) -> Resources:
@@ -296,11 +331,17 @@ class SadTalkerEngine(Engine[AvatarRequest, AvatarResult]):
             devices.add(device)
         frames = frame_count(request.duration_s, request.fps)
         width, height = request.width - request.width % 2, request.height - request.height % 2
-        video = join_chunks(chunk_videos, workdir / "avatar.mp4", frames=frames, width=width, height=height, fps=request.fps, encoder=request.encoder, encoder_options=request.encoder_options)
+        video, encoder, fallback = with_nvenc_fallback(
+            lambda name, options: join_chunks(chunk_videos, workdir / "avatar.mp4", frames=frames, width=width, height=height, fps=request.fps, encoder=name, encoder_options=options),
+            request.encoder,
+            request.encoder_options,
+        )
         notes = {"chunks": str(len(chunks)), "device": ",".join(sorted(devices)), "size": str(self.settings.size), "enhancer": self.settings.enhancer}
+        if fallback:
+            notes["encoder_fallback"] = fallback
         if portrait.downscaled:
             notes["portrait"] = f"downscaled from {portrait.original_size[0]}×{portrait.original_size[1]} (file unchanged)"
-        return AvatarResult(video=video, frames=frames, encoder=request.encoder, notes=notes)
+        return AvatarResult(video=video, frames=frames, encoder=encoder, notes=notes)
 
     def _silences_from_audio(self, request: AvatarRequest) -> list[tuple[float, float]]:
         from podforge.engines.portrait import speech_envelope

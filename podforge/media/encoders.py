@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel
 
@@ -21,7 +22,14 @@ from podforge.media.ffmpeg import ffmpeg_exe
 EncoderPreference = Literal["auto", "h264_nvenc", "libx264"]
 H264Encoder = Literal["h264_nvenc", "libx264"]
 
-PROBE_ARGS = ["-f", "lavfi", "-i", "color=size=256x256:duration=0.2:rate=25", "-c:v", "h264_nvenc", "-f", "null", "-"]
+T = TypeVar("T")
+
+
+def _nvenc_probe_args() -> list[str]:
+    """A fifth of a second of a flat colour through h264_nvenc with the options the real encodes use."""
+    options = [part for key, value in encoder_options("h264_nvenc").items() for part in (f"-{key}", value)]
+    return ["-f", "lavfi", "-i", "color=size=256x256:duration=0.2:rate=25", "-pix_fmt", "yuv420p", "-c:v", "h264_nvenc", *options, "-f", "null", "-"]
+
 PROBE_TIMEOUT_S = 30.0
 DEFAULT_X264_PRESET = "veryfast"
 DEFAULT_CRF = 23
@@ -134,7 +142,7 @@ def listed_encoders(binary: str) -> frozenset[str]:
 @lru_cache(maxsize=8)
 def probe_nvenc(binary: str) -> NvencProbe:
     """Encode a fifth of a second of a flat colour with h264_nvenc; the log says why when it fails."""
-    command = [binary, "-hide_banner", "-nostdin", *PROBE_ARGS]
+    command = [binary, "-hide_banner", "-nostdin", *_nvenc_probe_args()]
     try:
         completed = subprocess.run(command, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired:
@@ -159,3 +167,22 @@ def choose_h264_encoder(
         x264_preset=x264_preset,
         crf=crf,
     )
+
+
+def with_nvenc_fallback(encode: Callable[[str, dict[str, str]], T], encoder: str, options: dict[str, str]) -> tuple[T, str, str | None]:
+    """Run ``encode(encoder, options)``; when h264_nvenc fails, run it again with libx264.
+
+    Returns what ``encode`` returned, the encoder that made it, and why NVENC was abandoned (None when it
+    was not), for the step's record. Failures of libx264 itself are raised as they are.
+    """
+    try:
+        return encode(encoder, options), encoder, None
+    except EngineError as failure:
+        if encoder != "h264_nvenc":
+            raise
+        return encode("libx264", encoder_options("libx264")), "libx264", nvenc_fallback_reason(failure.message)
+
+
+def nvenc_fallback_reason(log: str) -> str:
+    """What a step records when an NVENC encode failed and libx264 made the video instead."""
+    return f"h264_nvenc failed ({probe_error_line(log)}); encoded with libx264 instead"

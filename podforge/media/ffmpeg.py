@@ -32,14 +32,30 @@ def ffmpeg_exe(configured: str | None = None) -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+CODEC_MESSAGE = re.compile(r"^\[(h264_nvenc|hevc_nvenc|libx264|aac|libmp3lame) @ [^\]]+\]")
+"""A line an encoder logs itself (not one of ffmpeg's per-thread ``[vost#0:0/…]`` shutdown lines)."""
+
+
 def run_ffmpeg(args: list[str], *, what: str, binary: str | None = None, timeout: float | None = None) -> str:
     """Run ffmpeg with ``args``; return its stderr (where it logs). Failures name ``what`` and the tail."""
     command = [ffmpeg_exe(binary), "-hide_banner", "-nostdin", *args]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
     if completed.returncode != 0:
-        tail = "\n".join(completed.stderr.strip().splitlines()[-8:])
+        tail = log_tail(completed.stderr)
         raise EngineError(f"ffmpeg failed while {what} (exit {completed.returncode}):\n{tail}", field="ffmpeg")
     return completed.stderr
+
+
+def log_tail(stderr: str, lines: int = 8) -> str:
+    """The last ``lines`` of an ffmpeg log, led by its first codec error when that came earlier.
+
+    ffmpeg says why an encoder failed once (``[h264_nvenc @ …] Cannot load libcuda.so.1``) and then logs a
+    cascade of thread shutdowns; the reason must survive the cut.
+    """
+    logged = [line for line in stderr.strip().splitlines() if line.strip()]
+    tail = logged[-lines:]
+    cause = next((line for line in logged if CODEC_MESSAGE.match(line)), None)
+    return "\n".join([cause, *tail] if cause and cause not in tail else tail)
 
 
 def run_graph(stream, *, what: str, binary: str | None = None, timeout: float | None = None) -> str:

@@ -22,7 +22,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import av
 import ffmpeg as ffmpeg_graph
@@ -31,8 +31,8 @@ import numpy as np
 from podforge.timing import SpeakerTurn
 from podforge.errors import EngineError
 from podforge.io import atomic_path
-from podforge.media.encoders import encoder_options_for
-from podforge.media.ffmpeg import ffmpeg_exe
+from podforge.media.encoders import encoder_options, encoder_options_for, nvenc_fallback_reason
+from podforge.media.ffmpeg import ffmpeg_exe, log_tail
 
 LayoutMode = Literal["side_by_side", "cut"]
 HIGHLIGHT_RGB = (255, 196, 40)
@@ -42,10 +42,21 @@ CAPTION_BAND = 0.14
 """Fraction of the picture's height, at the bottom, that side-by-side tiles leave to the captions."""
 
 
+NVENC_REPLAY_BYTES = 256 * 1024**2
+"""How much of the start of an NVENC encode is kept to be encoded again with libx264 should NVENC fail.
+
+NVENC fails when the encoder opens, on the first frame (no CUDA, a session limit, a lost GPU), so the
+frames written until then are all still here; past this many bytes they are dropped."""
+
+
 class RawVideoWriter:
     """Encode RGB frames written one by one to an MP4, atomically (the file appears only when complete).
 
     ``captions_ass``, when given, is burned into the picture on the way (ffmpeg's ``ass`` filter).
+
+    When ``h264_nvenc`` fails, the video is encoded again from its first frame with libx264, as long as
+    those frames are still kept (:data:`NVENC_REPLAY_BYTES`); then ``encoder`` is ``libx264`` and
+    ``fallback`` says why, for the step's record.
 
     ::
 
@@ -75,40 +86,79 @@ class RawVideoWriter:
         self.captions_ass = captions_ass
         self.binary = binary
         self.frames = 0
+        self.fallback: str | None = None
         self._frame_bytes = width * height * 3
+        self._kept: list[bytes] | None = [] if encoder == "h264_nvenc" else None
         self._atomic = atomic_path(self.path)
+        self._tmp: Path | None = None
         self._process: subprocess.Popen | None = None
         self._log = tempfile.TemporaryFile()
 
     def __enter__(self) -> RawVideoWriter:
-        tmp = self._atomic.__enter__()
+        self._tmp = self._atomic.__enter__()
+        self._start()
+        return self
+
+    def _start(self) -> None:
+        assert self._tmp is not None
         picture = ffmpeg_graph.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{self.width}x{self.height}", framerate=self.fps)
         if self.captions_ass is not None:
             picture = picture.filter("ass", filename=str(self.captions_ass))  # burned in by libass
-        graph = picture.output(str(tmp), vcodec=self.encoder, pix_fmt="yuv420p", an=None, **self.encoder_options)
+        graph = picture.output(str(self._tmp), vcodec=self.encoder, pix_fmt="yuv420p", an=None, **self.encoder_options)
         args = ffmpeg_graph.compile(graph, cmd="ffmpeg", overwrite_output=True)[1:]
         self._process = subprocess.Popen([ffmpeg_exe(self.binary), "-hide_banner", "-loglevel", "error", *args], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log)
-        return self
 
     def write(self, frame: np.ndarray) -> None:
         if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
             raise ValueError(f"frame must be uint8 {self.height}×{self.width}×3, got {frame.dtype} {frame.shape}")
-        assert self._process is not None and self._process.stdin is not None
-        try:
-            self._process.stdin.write(np.ascontiguousarray(frame).data)
-        except BrokenPipeError:
+        data = np.ascontiguousarray(frame).tobytes() if self._kept is not None else np.ascontiguousarray(frame).data
+        if self._kept is not None:
+            self._kept.append(data)
+            if len(self._kept) * self._frame_bytes > NVENC_REPLAY_BYTES:
+                self._kept = None
+        if not self._send(data):
             self._process.wait()
-            raise EngineError(f"ffmpeg ({self.encoder}) stopped after {self.frames} frames:\n{self._log_tail()}", field="ffmpeg") from None
+            if not self._fall_back():
+                raise EngineError(f"ffmpeg ({self.encoder}) stopped after {self.frames} frames:\n{self._log_tail()}", field="ffmpeg")
         self.frames += 1
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def _send(self, data: bytes | memoryview) -> bool:
+        """Write one frame to ffmpeg; False when it has stopped reading (it exited)."""
+        assert self._process is not None and self._process.stdin is not None
+        try:
+            self._process.stdin.write(data)
+        except BrokenPipeError:
+            return False
+        return True
+
+    def _fall_back(self) -> bool:
+        """After h264_nvenc failed: start libx264 and send it every frame so far; False when that cannot be done."""
+        if self.encoder != "h264_nvenc" or self._kept is None:
+            return False
+        self.fallback = nvenc_fallback_reason(self._log_text())
+        self.encoder, self.encoder_options = "libx264", encoder_options("libx264")
+        self._log.close()
+        self._log = tempfile.TemporaryFile()
+        self._start()
+        kept, self._kept = self._kept, None
+        if not all(self._send(data) for data in kept):
+            self._process.wait()
+            raise EngineError(f"ffmpeg (libx264, after {self.fallback}) stopped:\n{self._log_tail()}", field="ffmpeg")
+        return True
+
+    def _close(self) -> int:
         process = self._process
         assert process is not None and process.stdin is not None
         try:
             process.stdin.close()
         except BrokenPipeError:
             pass
-        returncode = process.wait()
+        return process.wait()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        returncode = self._close()
+        if exc_type is None and returncode != 0 and self._fall_back():
+            returncode = self._close()
         failure = None
         if exc_type is None and returncode != 0:
             failure = EngineError(f"ffmpeg ({self.encoder}) failed while encoding {self.path.name} (exit {returncode}):\n{self._log_tail()}", field="ffmpeg")
@@ -118,9 +168,12 @@ class RawVideoWriter:
             raise failure
         self._atomic.__exit__(exc_type, exc, tb)
 
-    def _log_tail(self) -> str:
+    def _log_text(self) -> str:
         self._log.seek(0)
-        return "\n".join(self._log.read().decode("utf-8", "replace").strip().splitlines()[-8:])
+        return self._log.read().decode("utf-8", "replace").strip()
+
+    def _log_tail(self) -> str:
+        return log_tail(self._log_text())
 
 
 def frame_count(duration_s: float, fps: int) -> int:
@@ -142,6 +195,13 @@ class TurnIndex:
         return self._hosts[max(0, bisect.bisect_right(self._starts, frame) - 1)]
 
 
+class LayoutOutput(NamedTuple):
+    frames: int
+    encoder: str
+    encoder_fallback: str | None = None
+    """why the encoder asked for was not the one used (NVENC failed), for the step's record"""
+
+
 def compose_layout(
     videos: list[Path],
     turns: Sequence[SpeakerTurn],
@@ -156,8 +216,8 @@ def compose_layout(
     encoder_options: dict[str, str] | None = None,
     captions_ass: Path | None = None,
     binary: str | None = None,
-) -> int:
-    """Lay out one video per host (``videos[host]``) for ``duration_s``; return the frames written.
+) -> LayoutOutput:
+    """Lay out one video per host (``videos[host]``) for ``duration_s``; the frames written and the encoder used.
 
     A video shorter than the episode holds its last frame; frames are taken in order at ``fps`` (the
     host videos are expected at the same rate, as the avatar engines make them).
@@ -189,7 +249,7 @@ def compose_layout(
                     if host == active:
                         _draw_frame(canvas, tile, thickness=max(4, height // 90))
             writer.write(canvas)
-    return total
+    return LayoutOutput(frames=total, encoder=writer.encoder, encoder_fallback=writer.fallback)
 
 
 def host_video_size(mode: LayoutMode, hosts: int, width: int, height: int) -> tuple[int, int]:

@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 
 from podforge.config import GpuSettings, PodforgeConfig, podforge_home
 from podforge.engines.base import EngineSpec, MusicRequest
-from podforge.engines.musicgen import ADAPTER_FILES, ENV, model_location
+from podforge.engines.musicgen import ADAPTER_FILES, ENV_BY_BACKEND, model_location
 from podforge.engines.registry import load_engine, resolve_engine
 from podforge.errors import ConfigError, EngineError
 from podforge.gpu import GpuInfo, GpuUsage, gpu_step
@@ -35,6 +35,8 @@ from podforge.training.prepare import Clip
 from podforge.training.settings import TrainingSettings
 from podforge.training.vram import VramNeed, vram_need
 
+ENV = ENV_BY_BACKEND["transformers"]
+"""LoRA training runs on the transformers backend (peft), in its environment."""
 TRAIN_RUNNER = "train_runner.py"
 TRAIN_JOB = "musicgen-train"
 ProgressCallback = Callable[[dict[str, Any]], None]
