@@ -39,7 +39,7 @@ def episode(script: str = "", script_text: str = "", config: list[str] | None = 
     plan = make_plan(script=parse(script=script, script_text=script_text), config=cfg, gpus=gpus)
     check_destination(out_dir, plan.script)  # a full, read-only or taken output folder fails before any speech
     for warning in plan.warnings:
-        get_run_logger().warning(warning)
+        get_run_logger().info("warning: %s", warning)  # the report lists them too
     lines, timing, frame = plan.lines, plan.timing, cfg.video
     encoder = choose_h264_encoder(frame.encoder, cfg.ffmpeg, x264_preset=frame.x264_preset, crf=frame.crf)
 

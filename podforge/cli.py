@@ -7,6 +7,7 @@ names the file and the field, and writes nothing.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,6 +24,8 @@ from podforge.prefect_env import configure_prefect_environment, ensure_prefect_h
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Podforge: scripts in, publishable podcast episodes out.")
 console = Console(stderr=True)
+QUIET_CONSOLE = "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"
+"""Prefect's console log handler level; without --verbose only critical records reach the terminal."""
 
 
 @app.callback()
@@ -72,6 +75,8 @@ def run(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Prefect's logs")] = False,
 ) -> None:
     """Produce an episode: voices, music bed, mix, captions, video, MP4/MP3 and manifest."""
+    if not verbose:  # run logs (a failed step's traceback among them) go to Prefect's API only; errors print as one line
+        os.environ.setdefault(QUIET_CONSOLE, "CRITICAL")
     configure_prefect_environment(quiet=not verbose)  # before anything imports Prefect
     logging.getLogger("podforge").setLevel(logging.INFO if verbose else logging.ERROR)  # the checks stay one line
     overrides = _engine_overrides(speech, music, video, assets)

@@ -18,7 +18,7 @@ def escape_markdown(text: str) -> str:
     """``text`` shown as written in Markdown: HTML escaped (``<``, ``>``, ``&``, quotes), Markdown's
     punctuation backslash-escaped, and line breaks as spaces (a title cannot start a new block)."""
     flat = " ".join(text.split())
-    return _MARKDOWN_SPECIALS.sub(r"\\\1", html.escape(flat, quote=True))
+    return html.escape(_MARKDOWN_SPECIALS.sub(r"\\\1", flat), quote=False)
 
 
 def render_report(manifest: EpisodeManifest) -> str:
