@@ -110,17 +110,17 @@ def check_owner(target: Path, script: Script) -> None:
     manifest = target / MANIFEST_FILE
     if not manifest.is_file():
         if any(not entry.name.startswith(".") for entry in os.scandir(target)):
-            raise OutputError("exists and is not a Podforge episode (no manifest.json); move it away or set a different `slug:`", file=target, field="slug")
+            raise OutputError(f"{target} exists and is not a Podforge episode (no manifest.json); move it away or set a different `slug:`", file=script.source, field="slug")
         return
     try:
         there = json.loads(manifest.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise OutputError(f"holds an unreadable manifest.json ({exc}); move the folder away or set a different `slug:`", file=target, field="slug") from None
+        raise OutputError(f"{target} holds an unreadable manifest.json ({exc}); move it away or set a different `slug:`", file=script.source, field="slug") from None
     if not same_episode(there, script):
         raise OutputError(
-            f"already holds another episode, {there.get('title')!r} from {there.get('script_source')}; "
+            f"{target} already holds another episode, {there.get('title')!r} from {there.get('script_source')}; "
             "set a different `slug:` in the front matter, or delete that folder to replace it",
-            file=target,
+            file=script.source,
             field="slug",
         )
 

@@ -33,7 +33,7 @@ def check_limits(script: Script, limits: LimitSettings) -> None:
     minutes = words / limits.words_per_minute
     if minutes > limits.max_episode_minutes:
         raise ScriptError(
-            f"about {minutes:,.0f} minutes of speech ({words:,} words at {limits.words_per_minute:g} a minute); "
+            f"about {minutes:,.1f} minutes of speech ({words:,} words at {limits.words_per_minute:g} a minute); "
             f"at most {limits.max_episode_minutes:g} (limits.max_episode_minutes)",
             file=script.source,
             field="body",

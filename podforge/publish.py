@@ -84,8 +84,8 @@ def publish_episode(
     root = target.parent
     show = ShowInfo(title=meta.show, language=meta.language, explicit=meta.explicit, base_url=settings.base_url, author=settings.author, category=settings.category)
     with _taking_turns(root):
-        check_destination(out_dir, script)  # again: another run may have published meanwhile
         restore_interrupted_swap(target)
+        check_destination(out_dir, script)  # again: another run may have published meanwhile
         remove_orphan_temps(root)
         staging = _staging_folder(root, target.name)
         try:
