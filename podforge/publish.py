@@ -38,7 +38,7 @@ from podforge.media.cards import render_cover
 from podforge.media.ffmpeg import Loudness, measure_loudness, probe
 from podforge.output import MANIFEST_FILE, check_destination, output_error, show_dir
 from podforge.publishing.chapters import ChapterMark, write_chapters_json
-from podforge.publishing.feed import FEED_FILE, FeedEpisode, ShowInfo, update_feed
+from podforge.publishing.feed import FEED_FILE, FeedEpisode, ShowInfo, load_items, update_feed
 from podforge.publishing.id3 import tag_episode_mp3
 from podforge.report import render_report
 from podforge.script import Script
@@ -86,6 +86,7 @@ def publish_episode(
     with _taking_turns(root):
         restore_interrupted_swap(target)
         check_destination(out_dir, script)  # again: another run may have published meanwhile
+        load_items(show_dir(root, meta.show))  # a feed that cannot be updated fails before the episode is touched
         remove_orphan_temps(root)
         staging = _staging_folder(root, target.name)
         try:
