@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -50,7 +51,7 @@ def bench_script(minutes: float, portraits: bool = False) -> str:
         lines.append(f"{'ALEX' if n % 2 == 0 else 'SAM'}: {text}")
         words += len(text.split())
         n += 1
-    alex, sam = (f", portrait: {PORTRAITS / name}" if portraits else "" for name in ("alex.jpg", "sam.jpg"))
+    alex, sam = (f", portrait: {name}" if portraits else "" for name in ("alex.jpg", "sam.jpg"))  # copied beside the script
     front = f"---\ntitle: Benchmark episode\nshow: Podforge Bench\nhosts:\n  ALEX: {{voice: joe{alex}}}\n  SAM: {{voice: joe-bright{sam}}}\nmusic: calm lo-fi, 84 bpm\n---\n"
     return front + "\n".join(lines) + "\n"
 
@@ -171,6 +172,8 @@ def main() -> None:
         script.write_text(bench_script(args.minutes))
         with_portraits = Path(scratch) / "bench-portraits.md"
         with_portraits.write_text(bench_script(args.minutes, portraits=True))
+        for name in ("alex.jpg", "sam.jpg"):  # a script reads its portraits from its own folder
+            shutil.copyfile(PORTRAITS / name, Path(scratch) / name)
         results = {"loop": measure("loop", script), "flow": measure("flow", script), "flow, talking heads": measure("flow", with_portraits)}
     print(f"\nTwo-host episode, {os.cpu_count()} CPUs, nothing cached (loop and flow: audiogram video)\n")
     print("| variant | lines | episode s | wall s | real-time factor | process s (incl. start-up) | peak RSS MB (python) | peak RSS MB (with children) |")

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, unmapped
+from prefect import flow, get_run_logger, unmapped
 
 from podforge.config import load_config
 from podforge.dialogue import LineSlot
 from podforge.gpu import ensure_gpu_limits, list_gpus
 from podforge.manifest import EpisodeManifest
 from podforge.media.encoders import choose_h264_encoder
+from podforge.output import check_destination
 from podforge.progress import ProgressBoard
 from podforge.prefect_env import episode_task_runner
 from podforge.workers import with_engine_workers
@@ -39,6 +40,9 @@ def episode(script: str = "", script_text: str = "", config: list[str] | None = 
     gpus = list_gpus()
     ensure_gpu_limits(gpus)  # one concurrency limit per GPU, its slots = VRAM in GB
     plan = make_plan(script=parse(script=script, script_text=script_text), config=cfg, gpus=gpus)
+    check_destination(out_dir, plan.script)  # a full, read-only or taken output folder fails before any speech
+    for warning in plan.warnings:
+        get_run_logger().info("warning: %s", warning)  # the report lists them too
     lines, timing, frame = plan.lines, plan.timing, cfg.video
     encoder = choose_h264_encoder(frame.encoder, cfg.ffmpeg, x264_preset=frame.x264_preset, crf=frame.crf)
 
@@ -46,6 +50,8 @@ def episode(script: str = "", script_text: str = "", config: list[str] | None = 
     clips = speech.map(
         text=[line.text for line in lines],
         speaker=[line.speaker for line in lines],
+        line=[line.source_line for line in lines],
+        source=unmapped(plan.script.source),
         voice=[plan.hosts[line.host].speech for line in lines],
         language=unmapped(plan.language),
         gpu=unmapped(cfg.gpu),
@@ -76,4 +82,4 @@ def episode(script: str = "", script_text: str = "", config: list[str] | None = 
     containers = mux.submit(video=picture, master=master, encoding=cfg.publish.encoding(), ffmpeg=cfg.ffmpeg)
 
     outputs = ProgressBoard(plan.script.slug).follow([bed, *clips, *checked, track, master, subtitles, *heads, picture, containers])
-    return publish(script=plan.script, outputs=outputs, out_dir=out_dir, settings=cfg.publish, intro_s=timing.intro_s, price_as=cfg.gpu.price_as)
+    return publish(script=plan.script, outputs=outputs, out_dir=out_dir, settings=cfg.publish, intro_s=timing.intro_s, price_as=cfg.gpu.price_as, warnings=plan.warnings)

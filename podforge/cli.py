@@ -7,6 +7,7 @@ names the file and the field, and writes nothing.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,12 +18,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from podforge.envs_cli import envs_app, estimate_command
-from podforge.errors import PodforgeError
+from podforge.errors import PodforgeError, squash
+from podforge.output import describe_os_error
 from podforge.prefect_env import configure_prefect_environment, ensure_prefect_home
 from podforge.training_cli import adapters_app, train_music_command
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Podforge: scripts in, publishable podcast episodes out.")
 console = Console(stderr=True)
+QUIET_CONSOLE = "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"
+"""Prefect's console log handler level; without --verbose only critical records reach the terminal."""
 
 
 @app.callback()
@@ -36,27 +40,30 @@ app.command("train-music")(train_music_command)
 app.add_typer(adapters_app, name="adapters", help="LoRA adapters made by train-music: list.")
 
 
-def _engine_overrides(speech: str | None, music: str | None, video: str | None) -> dict[str, Any]:
+def _engine_overrides(speech: str | None, music: str | None, video: str | None, assets: Path | None = None) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
     if speech:
         overrides["speech"] = speech
     if music or video:
         overrides["use"] = {k: v for k, v in (("music", music), ("video", video)) if v}
+    if assets:
+        overrides["assets_dir"] = str(assets.resolve())
     return overrides
 
 
-def check_inputs(script: Path, config_files: list[Path], overrides: dict[str, Any], out_dir: Path) -> tuple[str, int | None]:
-    """Everything that can be checked without running anything: the episode's slug, and the configured task limit."""
+def check_inputs(script: Path, config_files: list[Path], overrides: dict[str, Any], out_dir: Path) -> tuple[str, int | None, list[str]]:
+    """Everything that can be checked without running anything: the episode's slug, the configured task
+    limit and the plan's warnings; the output folder takes the episode."""
     from podforge.config import load_config
     from podforge.gpu import list_gpus
-    from podforge.io import episode_dir
+    from podforge.output import check_destination
     from podforge.planning import plan_episode
     from podforge.script import load_script
 
     config = load_config(config_files, overrides)
     plan = plan_episode(config, load_script(script), list_gpus())
-    episode_dir(out_dir, plan.script.slug)
-    return plan.script.slug, config.run.max_workers
+    check_destination(out_dir, plan.script)
+    return plan.script.slug, config.run.max_workers, plan.warnings
 
 
 @app.command()
@@ -67,16 +74,23 @@ def run(
     speech: Annotated[str | None, typer.Option(help="voice preset for every host (e.g. joe, vits-tiny-local)")] = None,
     music: Annotated[str | None, typer.Option(help="music engine (e.g. procedural, musicgen), or musicgen:STYLE for a trained LoRA adapter")] = None,
     video: Annotated[str | None, typer.Option(help="video engine (e.g. audiogram, portrait)")] = None,
+    assets: Annotated[Path | None, typer.Option(help="a folder the script's portraits may also come from (besides the script's own folder)")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Prefect's logs")] = False,
 ) -> None:
     """Produce an episode: voices, music bed, mix, captions, video, MP4/MP3 and manifest."""
+    if not verbose:  # run logs (a failed step's traceback among them) go to Prefect's API only; errors print as one line
+        os.environ.setdefault(QUIET_CONSOLE, "CRITICAL")
     configure_prefect_environment(quiet=not verbose)  # before anything imports Prefect
     logging.getLogger("podforge").setLevel(logging.INFO if verbose else logging.ERROR)  # the checks stay one line
-    overrides = _engine_overrides(speech, music, video)
+    overrides = _engine_overrides(speech, music, video, assets)
     try:
-        slug, max_workers = check_inputs(script, config, overrides, out)
+        slug, max_workers, warnings = check_inputs(script, config, overrides, out)
     except PodforgeError as exc:
         _fail(exc.one_line(), code=2)
+    except OSError as exc:
+        _fail(f"{exc.filename or script}: {describe_os_error(exc)}", code=2)
+    for warning in warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     ensure_prefect_home()
     manifest = _run_with_progress(slug, script, config, overrides, out, max_workers)
     _print_summary(manifest)
@@ -114,9 +128,19 @@ def _run_with_progress(slug: str, script: Path, config: list[Path], overrides: d
         except PodforgeError as exc:
             _fail(exc.one_line(), code=2)
         except Exception as exc:  # noqa: BLE001 - a failed step is reported in one line; details are in the Prefect logs
-            _fail(f"episode failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} (re-run to resume; cached steps are reused)", code=1)
+            _fail(f"episode failed: {everyday_error(exc)} (re-run to resume; cached steps are reused)", code=1)
         finally:
             remove()
+
+
+def everyday_error(exc: BaseException) -> str:
+    """An unexpected exception in one line: what it means where it is a known everyday problem, else its type and first line."""
+    if isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and "can't start new thread" in str(exc)):
+        return "out of memory: the operating system refused memory or a new thread (a memory limit such as `ulimit -v`, or too many tasks at once: lower run.max_workers)"
+    if isinstance(exc, OSError) and exc.errno is not None:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{describe_os_error(exc)}"
+    return f"{type(exc).__name__}: {squash(str(exc))}"
 
 
 def _print_summary(manifest) -> None:
@@ -137,7 +161,11 @@ def _fail(message: str, code: int) -> None:
 
 
 def main() -> None:
-    app(prog_name="podforge")
+    try:
+        app(prog_name="podforge")
+    except (MemoryError, RuntimeError, OSError) as exc:  # outside a run's own handling: still one line, never a traceback
+        console.print(f"[bold red]error:[/] {everyday_error(exc)}", highlight=False, soft_wrap=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

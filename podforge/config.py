@@ -7,6 +7,7 @@ presets. A user file (``--config``) and per-episode overrides are merged on top,
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,7 +38,16 @@ class Voice(Strict):
 
     engine: str
     settings: dict[str, Any] = Field(default_factory=dict)
+    languages: list[str] = Field(default_factory=list, description="the languages it can speak (ISO 639-1: en, de, zh…); empty: not declared")
     licence: str | None = None
+
+    @field_validator("languages")
+    @classmethod
+    def _language_codes(cls, languages: list[str]) -> list[str]:
+        for code in languages:
+            if not re.fullmatch(r"[a-z]{2,3}", code):
+                raise ValueError(f"{code!r} is not a language code; use ISO 639-1 codes such as en, de, zh")
+        return languages
 
 
 class EngineChoice(Strict):
@@ -115,6 +125,15 @@ class PublishSettings(Encoding):
         return Encoding.model_validate(self.model_dump(include=set(Encoding.model_fields)))
 
 
+class LimitSettings(Strict):
+    """The ``limits:`` section: how big a script may be before it is refused in the pre-flight."""
+
+    max_lines: int = Field(default=1000, ge=1, description="spoken lines in one episode")
+    max_line_chars: int = Field(default=5000, ge=20, description="characters in one spoken line (long lines are spoken in pieces)")
+    max_episode_minutes: float = Field(default=180.0, gt=0, description="estimated length of the spoken episode")
+    words_per_minute: float = Field(default=150.0, ge=50, le=400, description="speaking rate the length is estimated with")
+
+
 class RunSettings(Strict):
     """How an episode's tasks run on this machine (never part of a cache key)."""
 
@@ -158,6 +177,8 @@ class PodforgeConfig(Strict):
     qa: QaSettings = Field(default_factory=QaSettings)
     run: RunSettings = Field(default_factory=RunSettings)
     train_music: TrainingSettings = Field(default_factory=TrainingSettings, description="`podforge train-music`: LoRA fine-tuning of MusicGen")
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    assets_dir: Path | None = Field(default=None, description="a folder of portraits and other assets that scripts may name (relative to it)")
     ffmpeg: str | None = Field(default=None, description="path to an ffmpeg binary; default: imageio-ffmpeg's")
     speech: str | None = Field(default=None, description="a voice preset, or a speech engine, for every host (CLI --speech)")
 
@@ -198,7 +219,15 @@ def load_config(extra_files: list[Path] | tuple[Path, ...] = (), overrides: dict
     except ValidationError as exc:
         error = exc.errors()[0]
         field = ".".join(str(part) for part in error["loc"])
-        raise ConfigError(error["msg"].removeprefix("Value error, "), file=" + ".join(sources[len(DEFAULT_CONFIG_FILES) :]) or sources[-1], field=field) from None
+        message = error["msg"].removeprefix("Value error, ")
+        if _names_an_engine(error["loc"]) and error["type"] == "string_type":
+            message = f"unknown engine {error['input']!r}; known engines: {', '.join(sorted(merged.get('engines') or {}))}"
+        raise ConfigError(message, file=" + ".join(sources[len(DEFAULT_CONFIG_FILES) :]) or sources[-1], field=field) from None
+
+
+def _names_an_engine(loc: tuple) -> bool:
+    """Whether a config field holds an engine name (``use.music``, ``voices.joe.engine``, ``speech``)."""
+    return (len(loc) == 2 and loc[0] == "use") or (len(loc) == 3 and loc[0] == "voices" and loc[2] == "engine") or loc == ("speech",)
 
 
 def read_yaml_mapping(path: Path) -> dict[str, Any]:

@@ -1,7 +1,10 @@
-"""Atomic file writes and content hashing.
+"""Atomic file writes, content hashing, and the fault points that tests kill a run at.
 
 Every artifact is written to a temporary name in its final directory and renamed into place, so a
-killed run never leaves a half-written file that a later run would trust.
+killed run never leaves a half-written file that a later run would trust. A temporary name says which
+process made it (``.master.tmp-<host>-<pid>-<random>.wav``); the next write into the same folder removes
+the temporary files of processes of this host that no longer exist, so a killed run leaves nothing behind
+once the step runs again.
 """
 
 from __future__ import annotations
@@ -9,12 +12,60 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import shutil
+import signal
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from podforge.errors import ScriptError
+
+FAULT_ENV = "PODFORGE_FAULT"
+"""Comma-separated fault points at which the process kills itself with SIGKILL (tests of crash safety)."""
+_HOST = re.sub(r"[^A-Za-z0-9]+", "_", socket.gethostname())[:40] or "host"
+_TEMP_NAME = re.compile(r"\.tmp-(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)-")
+
+
+def fault_point(name: str) -> None:
+    """Die here, at once and without cleanup, when ``$PODFORGE_FAULT`` names ``name`` (as ``kill -9`` would)."""
+    if name in os.environ.get(FAULT_ENV, "").split(","):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def temp_marker() -> str:
+    """The part of a temporary name that says which process made it."""
+    return f".tmp-{_HOST}-{os.getpid()}-"
+
+
+def made_by_dead_process(name: str) -> bool:
+    """A temporary file or folder (by its name) that a process of this host made and that no longer runs."""
+    match = _TEMP_NAME.search(name)
+    if match is None or match["host"] != _HOST:
+        return False
+    try:
+        os.kill(int(match["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def remove_orphan_temps(folder: Path) -> None:
+    """Delete what killed processes left in ``folder``: temporary files and folders whose maker is gone."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name.startswith(".") and made_by_dead_process(entry.name):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
 
 
 @contextlib.contextmanager
@@ -22,7 +73,8 @@ def atomic_path(final: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``final`` (same suffix); rename it onto ``final`` on success."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".tmp{final.suffix}", dir=final.parent)
+    remove_orphan_temps(final.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.stem}{temp_marker()}", suffix=final.suffix, dir=final.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:

@@ -52,6 +52,7 @@ class EpisodeManifest(BaseModel):
     steps: list[ManifestStep]
     files: dict[str, FileEntry]
     feed: Path = Field(description="the show's RSS feed that lists this episode")
+    warnings: list[str] = Field(default_factory=list, description="what the pre-flight noticed and the episode survived (shared voices, letters a voice cannot read)")
 
     @staticmethod
     def step_rows(records: list[StepRecord], attempt: str | None, price_as: str) -> list[ManifestStep]:

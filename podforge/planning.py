@@ -19,6 +19,7 @@ from podforge.envs import python_for
 from podforge.errors import ConfigError, EngineError
 from podforge.gpu import GpuInfo
 from podforge.media.portraits import load_portrait
+from podforge.preflight import check_limits, check_voices, resolve_portraits
 from podforge.runner import step_logger
 from podforge.script import EpisodeMusic, Script
 
@@ -39,6 +40,7 @@ class LinePlan(BaseModel):
     speaker: str
     text: str
     chapter: int
+    source_line: int = Field(description="where the line is in the script file, for messages")
 
 
 class EpisodePlan(BaseModel):
@@ -52,6 +54,7 @@ class EpisodePlan(BaseModel):
     avatar: EngineSpec | None = None
     asr: EngineSpec | None = Field(default=None, description="the speech QA recogniser; None: QA is off, or cannot hear the language")
     timing: EpisodeTiming
+    warnings: list[str] = Field(default_factory=list, description="what the episode survives but a person should know (shared voices, foreign letters)")
 
     @property
     def host_names(self) -> list[str]:
@@ -68,9 +71,11 @@ class EpisodePlan(BaseModel):
 
 def plan_episode(config: PodforgeConfig, script: Script, gpus: list[GpuInfo], *, check_environments: bool = True) -> EpisodePlan:
     """The whole episode's casting and engines, checked; raises a one-line :class:`PodforgeError` if it cannot run."""
+    check_limits(script, config.limits)
     hosts = [cast_host(config, script, position, name, gpus) for position, name in enumerate(script.speakers)]
     position_of = {host.name: host.position for host in hosts}
-    portraits = script.portraits
+    warnings = check_voices(script, config, [(host.name, host.voice) for host in hosts])
+    portraits = resolve_portraits(script, config)
     for host in hosts:
         host.portrait = portraits.get(host.name)
         if host.portrait is not None:
@@ -78,7 +83,10 @@ def plan_episode(config: PodforgeConfig, script: Script, gpus: list[GpuInfo], *,
     plan = EpisodePlan(
         script=script,
         hosts=hosts,
-        lines=[LinePlan(index=line.index, host=position_of[line.speaker], speaker=line.speaker, text=line.text, chapter=line.chapter) for line in script.lines],
+        lines=[
+            LinePlan(index=line.index, host=position_of[line.speaker], speaker=line.speaker, text=line.text, chapter=line.chapter, source_line=line.source_line)
+            for line in script.lines
+        ],
         language=script.meta.language,
         music=place(plan_music(config, script), config.gpu, gpus),
         music_request=MusicRequest(prompt=music_prompt(config, script), bars=config.music.bars, seed=config.music.seed),
@@ -86,6 +94,7 @@ def plan_episode(config: PodforgeConfig, script: Script, gpus: list[GpuInfo], *,
         avatar=place(resolve_engine(config, config.use.avatar, "avatar", field="use.avatar"), config.gpu, gpus) if portraits else None,
         asr=plan_recogniser(config, script.meta.language, gpus),
         timing=config.mix.timing(),
+        warnings=warnings,
     )
     if check_environments:
         for engine in plan.engines():

@@ -1,15 +1,31 @@
-"""The per-episode report (markdown): steps, durations, cache hits, GPU time, cost, loudness, files."""
+"""The per-episode report (markdown): steps, durations, cache hits, GPU time, cost, loudness, files, warnings.
+
+Text that comes from the script (title, show, warnings quoting it) is escaped for Markdown and HTML
+(:func:`escape_markdown`): the report is shown as a Prefect artifact, where raw HTML would render.
+"""
 
 from __future__ import annotations
 
+import html
+import re
+
 from podforge.manifest import EpisodeManifest
+
+_MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+!|~])")
+
+
+def escape_markdown(text: str) -> str:
+    """``text`` shown as written in Markdown: HTML escaped (``<``, ``>``, ``&``, quotes), Markdown's
+    punctuation backslash-escaped, and line breaks as spaces (a title cannot start a new block)."""
+    flat = " ".join(text.split())
+    return html.escape(_MARKDOWN_SPECIALS.sub(r"\\\1", flat), quote=False)
 
 
 def render_report(manifest: EpisodeManifest) -> str:
     cached = sum(step.cached for step in manifest.steps)
     lines = [
-        f"# {manifest.title}",
-        f"*{manifest.show}* · `{manifest.slug}` · {manifest.duration_s / 60:.1f} min · podforge {manifest.podforge_version}",
+        f"# {escape_markdown(manifest.title)}",
+        f"*{escape_markdown(manifest.show)}* · `{manifest.slug}` · {manifest.duration_s / 60:.1f} min · podforge {manifest.podforge_version}",
         "",
         "| step | engine | device | seconds | of which loading | cached | GPU-s | GPU $ | peak VRAM MB | flag |",
         "|---|---|---|---:|---:|:---:|---:|---:|---:|---|",
@@ -32,4 +48,6 @@ def render_report(manifest: EpisodeManifest) -> str:
         "|---|---:|---|",
     ]
     lines += [f"| [{name}]({manifest.out_dir / entry.path}) | {entry.bytes:,} | `{entry.sha256[:16]}…` |" for name, entry in manifest.files.items()]
+    if manifest.warnings:
+        lines += ["", "**Warnings**", ""] + [f"- {escape_markdown(warning)}" for warning in manifest.warnings]
     return "\n".join(lines) + "\n"

@@ -16,6 +16,10 @@ SAM: Glad to be here.
 
 A ``## Heading`` starts a chapter. A line without a speaker tag continues the previous line; a body with
 no speaker tags at all is read by a single host, one paragraph per line.
+
+Files a script names (portraits) are paths relative to the script's folder or to the configured assets
+folder; :func:`resolve_asset` refuses absolute paths, ``..`` and links that lead outside those folders.
+``language:`` is an ISO 639-1 code (``en``, ``de``, ``zh``, optionally with a region: ``en-GB``).
 """
 
 from __future__ import annotations
@@ -23,9 +27,11 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
+from anyascii import anyascii
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from podforge.errors import ScriptError
@@ -36,6 +42,16 @@ SPEAKER_TAG = re.compile(r"^(?P<speaker>[A-Za-z][A-Za-z0-9_.'-]{0,31})\s*:\s+(?P
 CHAPTER_HEADING = re.compile(r"^##\s+(?P<title>\S.*)$")
 DEFAULT_SINGLE_HOST = "HOST"
 MAX_SCRIPT_BYTES = 2_000_000
+MAX_SLUG_CHARS = 64
+SYLLABIC_SCRIPTS = ("CJK", "HIRAGANA", "KATAKANA", "HANGUL", "YI SYLLABLE")
+"""Scripts whose characters are syllables or words: each is transliterated as a word of its own."""
+ISO_639_1 = frozenset(
+    "aa ab ae af ak am an ar as av ay az ba be bg bh bi bm bn bo br bs ca ce ch co cr cs cu cv cy da de dv dz ee el en eo es et "
+    "eu fa ff fi fj fo fr fy ga gd gl gn gu gv ha he hi ho hr ht hu hy hz ia id ie ig ii ik io is it iu ja jv ka kg ki kj kk kl "
+    "km kn ko kr ks ku kv kw ky la lb lg li ln lo lt lu lv mg mh mi mk ml mn mr ms mt my na nb nd ne ng nl nn no nr nv ny oc oj "
+    "om or os pa pi pl ps pt qu rm rn ro ru rw sa sc sd se sg si sk sl sm sn so sq sr ss st su sv sw ta te tg th ti tk tl tn to "
+    "tr ts tt tw ty ug uk ur uz ve vi vo wa wo xh yi yo za zh zu".split()
+)
 
 
 class Host(BaseModel):
@@ -70,6 +86,13 @@ class EpisodeMeta(BaseModel):
     music: str | EpisodeMusic | None = Field(default=None, description="the bed's prompt, or {engine, adapter, prompt}")
     language: str = Field(default="en", pattern=r"^[a-z]{2,3}(-[A-Za-z]{2,4})?$")
     explicit: bool = False
+
+    @field_validator("language")
+    @classmethod
+    def _known_language(cls, language: str) -> str:
+        if primary_language(language) not in ISO_639_1:
+            raise ValueError(f"unknown language {language!r}; use an ISO 639-1 code such as en, de, fr, zh (optionally with a region: en-GB)")
+        return language
 
     @field_validator("slug")
     @classmethod
@@ -114,6 +137,7 @@ class Script(BaseModel):
     lines: list[ScriptLine]
     chapters: list[Chapter]
     content_sha256: str
+    folder: Path | None = Field(default=None, description="the script file's folder, where the files it names are looked for first; None for inline text")
 
     @property
     def slug(self) -> str:
@@ -125,16 +149,117 @@ class Script(BaseModel):
 
     @property
     def portraits(self) -> dict[str, Path]:
-        """Speaker → portrait image when every speaker has one, else empty (the audiogram is used)."""
+        """Speaker → portrait image as written in the front matter, when every speaker has one, else empty
+        (the audiogram is used). The plan resolves them with :func:`resolve_asset`."""
         images = {speaker: self.meta.hosts[speaker].portrait for speaker in self.speakers}
         return images if all(images.values()) else {}
 
 
+def primary_language(language: str) -> str:
+    """``en`` for ``en-GB``: the part a voice's languages are matched on."""
+    return language.split("-", 1)[0].lower()
+
+
+LANGUAGE_SCRIPTS: dict[str, frozenset[str]] = {
+    **dict.fromkeys("ru uk be bg mk sr kk ky mn tg tt ba cv ce os kv av ab".split(), frozenset({"Cyrillic"})),
+    **dict.fromkeys("ar fa ur ps ug sd ku".split(), frozenset({"Arabic"})),
+    **dict.fromkeys("he yi".split(), frozenset({"Hebrew"})),
+    **dict.fromkeys("hi mr ne sa bh".split(), frozenset({"Devanagari"})),
+    **dict.fromkeys("bn as".split(), frozenset({"Bengali"})),
+    **dict.fromkeys("bo dz".split(), frozenset({"Tibetan"})),
+    **dict.fromkeys("am ti".split(), frozenset({"Ethiopic"})),
+    "el": frozenset({"Greek"}),
+    "zh": frozenset({"Han"}),
+    "ja": frozenset({"Han", "Hiragana", "Katakana"}),
+    "ko": frozenset({"Hangul", "Han"}),
+    "pa": frozenset({"Gurmukhi"}),
+    "gu": frozenset({"Gujarati"}),
+    "or": frozenset({"Oriya"}),
+    "ta": frozenset({"Tamil"}),
+    "te": frozenset({"Telugu"}),
+    "kn": frozenset({"Kannada"}),
+    "ml": frozenset({"Malayalam"}),
+    "si": frozenset({"Sinhala"}),
+    "th": frozenset({"Thai"}),
+    "lo": frozenset({"Lao"}),
+    "my": frozenset({"Myanmar"}),
+    "km": frozenset({"Khmer"}),
+    "ka": frozenset({"Georgian"}),
+    "hy": frozenset({"Armenian"}),
+    "dv": frozenset({"Thaana"}),
+}
+"""Languages not written in the Latin alphabet, and the writing systems they use (Latin letters, as in
+acronyms, are allowed in every language)."""
+
+
+def writing_system(char: str) -> str:
+    """The writing system of a letter, by its Unicode name: "Latin", "Cyrillic", "Han", "Arabic"…"""
+    words = unicodedata.name(char, "").split()
+    if words[:1] in (["FULLWIDTH"], ["HALFWIDTH"], ["MATHEMATICAL"]):
+        words = words[1:]
+    first = words[0] if words else ""
+    return "Han" if first == "CJK" else first.title()
+
+
+def foreign_letters(text: str, languages: Sequence[str]) -> dict[str, int]:
+    """Letters of ``text`` in writing systems that none of ``languages`` is written in: system -> count."""
+    allowed = {"Latin"}.union(*(LANGUAGE_SCRIPTS.get(primary_language(code), frozenset()) for code in languages))
+    counts: dict[str, int] = {}
+    for char in text:
+        if char.isalpha() and not char.isascii():
+            system = writing_system(char)
+            if system not in allowed:
+                counts[system] = counts.get(system, 0) + 1
+    return counts
+
+
 def slugify(text: str) -> str:
-    """A filesystem- and URL-safe slug: path separators, dots and shell characters become dashes."""
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
-    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")[:64].strip("-")
-    return slug or "episode"
+    """A filesystem- and URL-safe slug: lowercase ASCII letters, digits and dashes.
+
+    Other scripts are transliterated (``anyascii``: "你好世界" → "ni-hao-shi-jie", "Привет" → "privet"); path
+    separators, dots and shell characters become dashes. When nothing is left ("???") the slug is
+    ``episode-`` and a short hash of the text, and a slug cut to :data:`MAX_SLUG_CHARS` ends in one, so
+    different titles keep different slugs.
+    """
+    words = re.sub(r"[^a-z0-9]+", "-", _transliterate(text).lower()).strip("-")
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
+    if not words:
+        return f"episode-{digest}"
+    if len(words) > MAX_SLUG_CHARS:
+        return f"{words[: MAX_SLUG_CHARS - 9].strip('-')}-{digest}"
+    return words
+
+
+def _transliterate(text: str) -> str:
+    """ASCII for ``text``; a character that stands for a syllable (Chinese, Japanese kana, Hangul) becomes a word of its own."""
+    out = []
+    for char in unicodedata.normalize("NFC", text):
+        latin = char if char.isascii() else anyascii(char)
+        out.append(f" {latin} " if unicodedata.name(char, "").startswith(SYLLABIC_SCRIPTS) else latin)
+    return "".join(out)
+
+
+def resolve_asset(written: Path, roots: Sequence[Path], *, source: str, field: str) -> Path:
+    """The file a script names, found in the first of ``roots`` that has it, as a real path inside that root.
+
+    Refused with a :class:`ScriptError` naming ``source`` and ``field``: an absolute path, a path with ``..``,
+    a path that leads (through a link) outside every root, and a file none of the roots has.
+    """
+    if written.is_absolute() or written.drive:
+        raise ScriptError(f"{written} is an absolute path; name a file relative to the script's folder or the assets folder", file=source, field=field)
+    if ".." in written.parts:
+        raise ScriptError(f"{written} goes up with '..'; name a file inside the script's folder or the assets folder", file=source, field=field)
+    real_roots = [Path(root).resolve() for root in roots]
+    for root in real_roots:
+        candidate = root / written
+        if not (candidate.exists() or candidate.is_symlink()):
+            continue
+        real = candidate.resolve()
+        if not any(real.is_relative_to(allowed) for allowed in real_roots):
+            raise ScriptError(f"{written} is a link to {real}, outside {' and '.join(map(str, real_roots))}", file=source, field=field)
+        return real
+    where = " or ".join(str(root) for root in real_roots) or "nowhere (inline text has no folder: set assets_dir in the config)"
+    raise ScriptError(f"{written} does not exist in {where}", file=source, field=field)
 
 
 def read_script_file(path: Path) -> str:
@@ -154,14 +279,10 @@ def read_script_file(path: Path) -> str:
 
 
 def load_script(path: Path) -> Script:
-    """Parse a script file; portrait paths in it are relative to the script's folder."""
+    """Parse a script file; the files it names are looked for in its folder first."""
     path = Path(path)
     script = parse_script(read_script_file(path), source=str(path))
-    hosts = {
-        name: host.model_copy(update={"portrait": (path.parent / host.portrait).resolve()}) if host.portrait and not host.portrait.is_absolute() else host
-        for name, host in script.meta.hosts.items()
-    }
-    return script.model_copy(update={"meta": script.meta.model_copy(update={"hosts": hosts})})
+    return script.model_copy(update={"folder": path.parent.resolve()})
 
 
 def parse_script(text: str, source: str = "<inline>") -> Script:

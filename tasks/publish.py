@@ -7,14 +7,14 @@ from prefect.runtime import flow_run
 
 from podforge.config import PublishSettings
 from podforge.publish import chapter_marks, publish_episode
-from podforge.report import render_report
+from podforge.report import escape_markdown, render_report
 from podforge.script import Script
 from podforge.steps import StepOutput, current_run_attempt, current_step, step_task
 
 
 @step_task("publish", key=("script.content_sha256",), cached=False, retries=1)
-def publish(script: Script, outputs: list[StepOutput], out_dir: str, settings: PublishSettings, intro_s: float, price_as: str):
-    """Always runs (cheap, and the output folder may have changed since the last run)."""
+def publish(script: Script, outputs: list[StepOutput], out_dir: str, settings: PublishSettings, intro_s: float, price_as: str, warnings: list[str] | None = None):
+    """Always runs (cheap, and the output folder may have changed since the last run). ``warnings`` are the plan's, for the report."""
     by_step = {output.record.step: output for output in outputs}
     master, captions, containers = by_step["mix"].result, by_step["captions"].result, by_step["mux"].result
     picture = by_step["layout"] if "layout" in by_step else by_step["video"]
@@ -38,6 +38,7 @@ def publish(script: Script, outputs: list[StepOutput], out_dir: str, settings: P
         flow_run_id=str(flow_run.id) if flow_run.id else None,
         attempt=current_run_attempt(),
         price_as=price_as,
+        warnings=warnings,
     )
-    create_markdown_artifact(markdown=render_report(manifest), key=f"{script.slug}-report"[:60], description=f"Episode report: {script.meta.title}")
+    create_markdown_artifact(markdown=render_report(manifest), key=f"{script.slug}-report"[:60], description=f"Episode report: {escape_markdown(script.meta.title)}")
     return manifest

@@ -24,7 +24,7 @@ def check_speech(line: LinePlan, clip: StepOutput, voice: EngineSpec, asr: Engin
         return recogniser.run(AsrRequest(audio=wav, language=language), step.workdir)
 
     def synthesise(take: int):
-        return speech(text=line.text, speaker=line.speaker, voice=voice, language=language, gpu=gpu, take=take).result
+        return speech(text=line.text, speaker=line.speaker, voice=voice, language=language, gpu=gpu, take=take, line=line.source_line).result
 
     with gpu_step(asr.name, asr.resources.device, asr.resources.vram_gb, gpu) as telemetry:
         checked = check_line(

@@ -18,11 +18,11 @@ PACKAGES = ("podforge", "flows", "tasks")
 
 LAYERS: list[tuple[str, ...]] = [
     ("podforge", "podforge.timing", "podforge.errors", "podforge.textnorm"),
-    ("podforge.config", "podforge.script", "podforge.io", "podforge.prefect_env", "podforge.training.settings"),
+    ("podforge.config", "podforge.script", "podforge.io", "podforge.output", "podforge.prefect_env", "podforge.training.settings"),
     ("podforge.media",),
-    ("podforge.runner", "podforge.workers", "podforge.envs", "podforge.gpu", "podforge.caching", "podforge.cost"),
+    ("podforge.runner", "podforge.workers", "podforge.envs", "podforge.gpu", "podforge.memory", "podforge.caching", "podforge.cost"),
     ("podforge.engines",),
-    ("podforge.steps", "podforge.planning", "podforge.dialogue", "podforge.publish", "podforge.publishing", "podforge.manifest", "podforge.report", "podforge.progress", "podforge.doctor", "podforge.qa", "podforge.training"),
+    ("podforge.steps", "podforge.planning", "podforge.preflight", "podforge.dialogue", "podforge.publish", "podforge.publishing", "podforge.manifest", "podforge.report", "podforge.progress", "podforge.doctor", "podforge.qa", "podforge.training"),
     ("tasks",),
     ("flows",),
     ("podforge.cli", "podforge.serve", "podforge.envs_cli", "podforge.training_cli", "podforge.__main__"),

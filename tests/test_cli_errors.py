@@ -95,4 +95,12 @@ def test_a_recogniser_that_is_not_one_is_named_by_its_qa_field(tmp_path):
     result = run_cli("run", str(script), "--config", str(config), "--out", str(tmp_path / "out"), home=tmp_path / "home")
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "qa.asr: engine 'piper' makes speech, not asr" in result.stderr
+
+
+def test_an_engine_name_yaml_reads_as_something_else_is_an_unknown_engine(tmp_path):
+    script = write(tmp_path, "good.md", GOOD_BODY)
+    config = write(tmp_path, "studio.yaml", "use: {music: off}\nvoices: {joe: {engine: piper}}\n")
+    result = run_cli("run", str(script), "--config", str(config), "--out", str(tmp_path / "out"), home=tmp_path / "home")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert f"{config}: use.music: unknown engine False; known engines: audiogram, coqui" in result.stderr
     assert not (tmp_path / "out").exists()

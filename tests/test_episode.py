@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import uuid
@@ -254,10 +255,12 @@ PORTRAITS = REPO / "configs" / "episodes" / "portraits"
 
 
 def _talking_heads_script(tmp_path: Path, token: str, second_host: str = "SAM") -> Path:
+    for name in ("alex.jpg", "sam.jpg"):  # a script reads its portraits from its own folder
+        shutil.copyfile(PORTRAITS / name, tmp_path / name)
     script = tmp_path / f"heads-{second_host.lower()}.md"
     script.write_text(
         f"---\ntitle: Heads {token}\nslug: heads-{token}\nmusic: calm lo-fi, take {token}\nhosts:\n"
-        f"  ALEX: {{voice: joe, portrait: {PORTRAITS / 'alex.jpg'}}}\n  {second_host}: {{voice: joe-bright, portrait: {PORTRAITS / 'sam.jpg'}}}\n---\n"
+        f"  ALEX: {{voice: joe, portrait: alex.jpg}}\n  {second_host}: {{voice: joe-bright, portrait: sam.jpg}}\n---\n"
         f"## One\nALEX: Keys follow content, take {token}.\n{second_host}: Names do not.\n"
     )
     return script

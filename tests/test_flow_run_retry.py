@@ -1,6 +1,6 @@
 """Retrying a failed episode with `prefect flow-run retry`: the user's path after fixing a failed step.
 
-The episode fails at its last step (the output folder cannot be created), the user fixes the cause and
+The episode fails at its last step (the show's feed state is damaged), the user fixes the cause and
 retries the same flow run from the CLI; every finished step is then reused from the cache (Prefect shows
 its task run as "Cached") and only the failed step runs again.
 """
@@ -37,7 +37,9 @@ def test_retrying_a_failed_run_reuses_its_finished_steps(prefect_api, tmp_path: 
     fast = tmp_path / "fast.yaml"
     fast.write_text(FAST, encoding="utf-8")
     out_dir = tmp_path / "published"
-    out_dir.write_text("a file where the output folder should be", encoding="utf-8")
+    feed_state = out_dir / "podforge" / "feed-items.json"  # the show's feed state, damaged: publishing fails, after every other step
+    feed_state.parent.mkdir(parents=True)
+    feed_state.write_text("{not json", encoding="utf-8")
 
     state = episode(script_text=SCRIPT, config=[str(fast)], out_dir=str(out_dir), return_state=True)
     assert state.is_failed()
@@ -47,7 +49,7 @@ def test_retrying_a_failed_run_reuses_its_finished_steps(prefect_api, tmp_path: 
     finished = sorted(name for name, state_name in first_attempt if state_name in ("Completed", "Cached") and name not in ("parse", "plan"))
     assert {"music", "speech", "mix", "video", "mux"} <= set(finished)
 
-    out_dir.unlink()  # the fix
+    feed_state.unlink()  # the fix
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
     retry = subprocess.run(
         [sys.executable, "-m", "prefect", "flow-run", "retry", str(flow_run_id), "--entrypoint", "flows/episode.py:episode"],

@@ -79,7 +79,7 @@ def test_bad_scripts_name_the_file_and_field(tmp_path, content, field, message):
 def test_titles_with_path_tricks_give_a_safe_slug():
     script = parse_script("---\ntitle: '../../etc/passwd; rm -rf $HOME'\n---\nA: hi\n")
     assert script.slug == "etc-passwd-rm-rf-home"
-    assert slugify("..") == "episode"
+    assert slugify("..").startswith("episode-") and slugify("..") != slugify("...")
     assert slugify("Ça va? Épisode 3/4") == "ca-va-episode-3-4"
 
 

@@ -28,6 +28,7 @@ import numpy as np
 from pydantic import Field
 
 from podforge.engines.base import Engine, EngineSettings, SpeechRequest, SpeechResult
+from podforge.engines.onnx import import_onnxruntime
 from podforge.errors import EngineError
 from podforge.media.audio import write_wav
 from podforge.textnorm import normalize_text, time_written_words
@@ -61,6 +62,7 @@ class HibariEngine(Engine[SpeechRequest, SpeechResult]):
 
     def __init__(self, settings: HibariSettings | dict[str, Any] | None = None):
         super().__init__(settings)
+        import_onnxruntime()  # before hibari imports it: its device id goes under PODFORGE_HOME, not ~/.cache
         from hibari import Hibari
 
         voice = self.settings.voice

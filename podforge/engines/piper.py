@@ -7,6 +7,13 @@ a documented transformation: ffmpeg's ``rubberband`` filter raises or lowers pit
 
 A QA retake (``SpeechRequest.take`` = n) speaks 5 % slower per take with a quarter less sampling noise
 (``noise_scale``, ``noise_w_scale``) per take: a more careful reading, and new noise.
+
+A line is spoken in pieces of at most ``max_chunk_chars`` characters of its spoken form, cut at sentence
+ends, then clause ends, then between words (:func:`~podforge.textnorm.split_sentences`). Piper's memory
+grows with the length of what it speaks at once (measured on ``en_US-joe-medium``: about 0.3 GB for 300
+characters, 1.6 GB for 1,200, 3.3 GB for 2,400), so an 18 KB line without a full stop would ask for tens of
+GB; in pieces it needs no more than its longest piece. Before each line, :func:`~podforge.memory.require_memory`
+checks the estimate of that peak (:meth:`PiperEngine.memory_estimate_mb`) against the memory left.
 """
 
 from __future__ import annotations
@@ -24,11 +31,13 @@ import numpy as np
 from pydantic import Field
 
 from podforge.engines.base import Engine, EngineSettings, ModelPath, SpeechRequest, SpeechResult
-from podforge.errors import EngineError
+from podforge.engines.onnx import import_onnxruntime
+from podforge.errors import EngineError, squash
 from podforge.io import atomic_path
 from podforge.media.audio import write_wav
 from podforge.media.ffmpeg import run_ffmpeg
-from podforge.textnorm import normalize_text, time_written_words
+from podforge.memory import require_memory
+from podforge.textnorm import normalize_text, split_sentences, time_written_words
 from podforge.timing import Alignment, PhonemeTiming, WordTiming
 
 SENTENCE_PAUSE_S = 0.18
@@ -49,12 +58,17 @@ class PiperSettings(EngineSettings):
     noise_scale: float | None = Field(default=None, ge=0)
     noise_w_scale: float | None = Field(default=None, ge=0)
     pitch_semitones: float = Field(default=0.0, ge=-12, le=12, description="shift pitch and formants (rubberband)")
+    max_chunk_chars: int = Field(default=300, ge=20, le=2000, description="longest piece spoken at once: longer lines are cut at sentences, clauses, then words")
 
 
 class PiperEngine(Engine[SpeechRequest, SpeechResult]):
     name = "piper"
     kind = "speech"
-    version = "3"  # 2: text normalisation before synthesis; 3: written words timed from their spoken forms
+    version = "4"  # 2: text normalisation before synthesis; 3: written words timed from their spoken forms; 4: spoken in pieces
+    MEMORY_BASE_MB = 100.0
+    MEMORY_MB_PER_CHAR = 1.5
+    """Peak memory of one synthesis above the loaded voice, per character spoken at once (measured up to
+    2,400 characters: 0.7-1.4 MB; see the module's doc), with a margin."""
     Request = SpeechRequest
     Result = SpeechResult
     Settings = PiperSettings
@@ -63,6 +77,7 @@ class PiperEngine(Engine[SpeechRequest, SpeechResult]):
 
     def __init__(self, settings: PiperSettings | dict[str, Any] | None = None):
         super().__init__(settings)
+        import_onnxruntime()  # before piper imports it: its device id goes under PODFORGE_HOME, not ~/.cache
         from piper import PiperVoice
 
         model, config = self._model_files()
@@ -87,28 +102,24 @@ class PiperEngine(Engine[SpeechRequest, SpeechResult]):
                 raise EngineError(f"Piper voice file missing: {path}", field="voices.settings.model")
         return model, config
 
+    def memory_estimate_mb(self, chars: int) -> float:
+        """Peak memory of speaking ``chars`` characters at once, above the loaded voice."""
+        return self.MEMORY_BASE_MB + self.MEMORY_MB_PER_CHAR * chars
+
     def run(self, request: SpeechRequest, workdir: Path) -> SpeechResult:
         synthesis = self._synthesis_config(request.take)
         rate = self.voice.config.sample_rate
-        pieces: list[np.ndarray] = []
-        phonemes: list[PhonemeTiming] = []
-        cursor = 0
         spoken = normalize_text(request.text, request.language)  # "$1.50" -> "one dollar fifty"
-        with self._synthesis_lock:
-            chunks = list(self.voice.synthesize(spoken, synthesis, include_alignments=True))
-        for chunk in chunks:
-            if pieces:
-                pieces.append(np.zeros(int(SENTENCE_PAUSE_S * rate), dtype=np.float32))
-                cursor += int(SENTENCE_PAUSE_S * rate)
-            for aligned in chunk.phoneme_alignments or []:
-                span = int(aligned.num_samples)
-                phonemes.append(PhonemeTiming(phoneme=aligned.phoneme, start_s=cursor / rate, end_s=(cursor + span) / rate))
-                cursor += span
-            pieces.append(chunk.audio_float_array)
-            cursor = sum(len(piece) for piece in pieces)
+        pieces = split_sentences(spoken, self.settings.max_chunk_chars)
         if not pieces:
+            raise EngineError(f"nothing to say in {request.text[:40]!r}", field="text")
+        longest = max(len(piece) for piece in pieces)
+        with self._synthesis_lock:
+            require_memory(self.memory_estimate_mb(longest), f"Piper to speak a {longest}-character piece", field="voices.settings.max_chunk_chars")
+            chunks = [chunk for piece in pieces for chunk in self._synthesize(piece, synthesis)]
+        audio, phonemes = join_chunks(chunks, rate)
+        if not len(audio):
             raise EngineError(f"Piper produced no audio for {request.text[:40]!r}", field="text")
-        audio = np.concatenate(pieces)
 
         wav_path = write_wav(workdir / "speech.wav", audio, rate)
         if shift := self.settings.pitch_semitones:
@@ -116,6 +127,16 @@ class PiperEngine(Engine[SpeechRequest, SpeechResult]):
         alignment = Alignment(words=words_from_phonemes(request.text, phonemes, self._phonemes_of, request.language), phonemes=phonemes)
         return SpeechResult(wav=wav_path, sample_rate=rate, duration_s=len(audio) / rate, alignment=alignment)
 
+    def _synthesize(self, text: str, synthesis: Any) -> list[Any]:
+        """Piper's audio chunks (one per sentence it finds) for ``text``; its runtime errors in one line."""
+        try:
+            return list(self.voice.synthesize(text, synthesis, include_alignments=True))
+        except MemoryError:
+            raise EngineError(f"out of memory speaking a {len(text)}-character piece; lower max_chunk_chars", field="voices.settings.max_chunk_chars") from None
+        except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own types, with pages of text
+            if type(exc).__module__.startswith("onnxruntime"):
+                raise EngineError(f"ONNX Runtime failed speaking a {len(text)}-character piece: {squash(str(exc))[:300]}", field="voices.settings") from None
+            raise
 
     def _synthesis_config(self, take: int):
         """The voice's settings (unset: the voice file's defaults), more careful with each retake."""
@@ -136,6 +157,25 @@ class PiperEngine(Engine[SpeechRequest, SpeechResult]):
 
     def _phonemes_of(self, word: str) -> list[str]:
         return [symbol for sentence in self.voice.phonemize(word) for symbol in sentence]
+
+
+def join_chunks(chunks: list[Any], rate: int) -> tuple[np.ndarray, list[PhonemeTiming]]:
+    """Piper's audio chunks end to end with a sentence pause between them, and their phonemes on one timeline."""
+    pieces: list[np.ndarray] = []
+    phonemes: list[PhonemeTiming] = []
+    cursor = 0
+    pause = np.zeros(int(SENTENCE_PAUSE_S * rate), dtype=np.float32)
+    for chunk in chunks:
+        if pieces:
+            pieces.append(pause)
+            cursor += len(pause)
+        for aligned in chunk.phoneme_alignments or []:
+            span = int(aligned.num_samples)
+            phonemes.append(PhonemeTiming(phoneme=aligned.phoneme, start_s=cursor / rate, end_s=(cursor + span) / rate))
+            cursor += span
+        pieces.append(chunk.audio_float_array)
+        cursor = sum(len(piece) for piece in pieces)
+    return (np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)), phonemes
 
 
 def shift_pitch(path: Path, semitones: float) -> None:
