@@ -93,13 +93,24 @@ def shared_voices(voices: Sequence[tuple[str, str]]) -> list[str]:
 
 
 def foreign_script_lines(script: Script, config: PodforgeConfig, voice_of: dict[str, str]) -> list[str]:
-    """Lines with letters their voice's languages are not written in (an English voice reads Chinese as letter names)."""
+    """Lines with letters their voice's languages are not written in (an English voice reads Chinese as
+    letter names): a warning when the voice can still read some of the line, a ScriptError naming the line
+    when it can read nothing of it (a voice would make noise or nothing at all)."""
     warnings = []
     for line in script.lines:
         voice = voice_of[line.speaker]
         languages = config.voices[voice].languages or [script.meta.language]
         foreign = foreign_letters(line.text, languages)
-        if foreign:
-            letters = ", ".join(f"{count} {system}" for system, count in sorted(foreign.items()))
-            warnings.append(f"line {line.source_line} ({line.speaker}): {letters} letters, which voice {voice!r} ({', '.join(languages)}) cannot read")
+        if not foreign:
+            continue
+        letters = ", ".join(f"{count} {system}" for system, count in sorted(foreign.items()))
+        readable = sum(1 for char in line.text if char.isalnum()) - sum(foreign.values())
+        if readable == 0:
+            raise ScriptError(
+                f"{line.speaker}'s line has only {letters} letters, which voice {voice!r} ({', '.join(languages)}) cannot read; "
+                "give the line to a voice that speaks its language (`languages:` in configs/voices.yaml) or write it out",
+                file=script.source,
+                field=f"line {line.source_line}",
+            )
+        warnings.append(f"line {line.source_line} ({line.speaker}): {letters} letters, which voice {voice!r} ({', '.join(languages)}) cannot read")
     return warnings

@@ -107,6 +107,7 @@ def hostile_scripts(folder: Path) -> list[tuple[str, list[str], str, str]]:
         "too-many-lines.md": ("---\ntitle: Long\n---\n" + "".join(f"ALEX: Line {i}.\n" for i in range(1001)), [], "body", "1001 spoken lines"),
         "unknown-engine.md": (EARLIER.replace("Earlier episode", "Engines"), ["--music", "nope"], None, "use.music: unknown engine 'nope'; known engines:"),
         "same-slug.md": ("---\ntitle: Another episode\nslug: earlier-episode\nshow: Hostile Show\n---\nALEX: Something else.\n", [], "slug", "already holds another episode, 'Earlier episode'"),
+        "unreadable-line.md": ("---\ntitle: Hanzi\n---\nALEX: Hello.\nSAM: 你好，今天我们谈谈显卡。\n", [], "line 5", "SAM's line has only 10 Han letters"),
         "valid.md": (EARLIER.replace("Earlier episode", "Going nowhere"), [], "", ""),
     }
     for name, (text, *_rest) in cases.items():
@@ -136,7 +137,7 @@ def test_hostile_inputs_fail_in_one_line_and_leave_the_earlier_episode_alone(ear
 SPECIAL = (
     "---\ntitle: '显卡为什么空闲 <script>alert(1)</script> **bold** {\\pos(1,1)} -->'\nshow: '<b>Hostile</b> Show'\n---\n"
     "ALEX: The GPU waits --> for data {\\an8} <i>here</i>.\n"
-    "SAM: 你好，今天我们谈谈显卡。\n"
+    "SAM: 你好，今天我们谈谈显卡 means: today we talk about graphics cards.\n"
 )
 
 

@@ -55,11 +55,15 @@ def test_letters_a_voice_cannot_read_and_shared_voices_are_warnings():
     assert foreign_letters("你好 GPU", ["zh"]) == {}
     assert foreign_letters("こんにちは 世界", ["ja"]) == {}
     config = load_config()
-    script = parse_script("".join(f"H{i}: Hello number {i}.\n" for i in range(5)) + "H0: 你好\n", source="s.md")
+    script = parse_script("".join(f"H{i}: Hello number {i}.\n" for i in range(5)) + "H0: 你好 means hello\n", source="s.md")
     warnings = check_voices(script, config, [(f"H{i}", "joe" if i % 2 == 0 else "joe-bright") for i in range(5)])
     assert "3 hosts share voice 'joe': H0, H2, H4 (5 hosts, 2 voices; give each host its own `voice:`)" in warnings
     assert "2 hosts share voice 'joe-bright': H1, H3 (5 hosts, 2 voices; give each host its own `voice:`)" in warnings
     assert "line 6 (H0): 2 Han letters, which voice 'joe' (en) cannot read" in warnings
+    unreadable = parse_script("H0: Hello.\nH1: 你好，今天我们谈谈显卡。\n", source="s.md")
+    with pytest.raises(ScriptError, match=r"H1's line has only 10 Han letters, which voice 'heart' \(en\) cannot read") as refused:
+        check_voices(unreadable, config, [("H0", "joe"), ("H1", "heart")])
+    assert (refused.value.file, refused.value.field) == ("s.md", "line 2")
 
 
 def test_limits_come_from_the_config_and_name_the_line():
