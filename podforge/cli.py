@@ -97,6 +97,7 @@ def serve(
 def _run_with_progress(slug: str, script: Path, config: list[Path], overrides: dict[str, Any], out: Path, max_workers: int | None):
     from flows.episode import episode
     from podforge.prefect_env import episode_task_runner
+    from podforge.prefect_server import PrefectServerError, prefect_api
     from podforge.progress import add_listener
 
     if max_workers:
@@ -107,7 +108,10 @@ def _run_with_progress(slug: str, script: Path, config: list[Path], overrides: d
         bar = progress.add_task(f"{slug}: starting Prefect", total=None)
         remove = add_listener(lambda step, done, total: progress.update(bar, description=f"{slug}: {step} done", completed=done, total=total))
         try:
-            return episode(script=str(script), config=[str(p) for p in config], overrides=overrides or None, out_dir=str(out))
+            with prefect_api():  # PREFECT_API_URL's server, else a temporary one that dies with this process
+                return episode(script=str(script), config=[str(p) for p in config], overrides=overrides or None, out_dir=str(out))
+        except PrefectServerError as exc:
+            _fail(exc.one_line(), code=1)
         except PodforgeError as exc:
             _fail(exc.one_line(), code=2)
         except Exception as exc:  # noqa: BLE001 - a failed step is reported in one line; details are in the Prefect logs
