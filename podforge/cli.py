@@ -84,12 +84,17 @@ def serve(
     port: Annotated[int, typer.Option(help="UI/API port")] = 4200,
     host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
     timezone: Annotated[str, typer.Option(help="time zone of the nightly schedule")] = "UTC",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="output folder: served at publish.base_url and the deployments' default out_dir [default: output/ of the checkout]")] = None,
+    config: Annotated[list[Path], typer.Option("--config", "-c", help="extra YAML config: publish.base_url, and the deployments' default config")] = [],  # noqa: B006
+    database: Annotated[str | None, typer.Option(help="Prefect's database, e.g. postgresql+asyncpg://user:password@host:5432/prefect [default: SQLite in PODFORGE_HOME/prefect]")] = None,
+    concurrency: Annotated[int | None, typer.Option(min=1, help="flow runs the work pool runs at once [default: 1 per 4 CPUs]")] = None,
+    notify: Annotated[str | None, typer.Option(help="notification block for failed runs, as <block-type-slug>/<name> [default: a log file, PODFORGE_HOME/logs/failures.log]")] = None,
 ) -> None:
-    """Start a local Prefect server and UI with Podforge's deployments and a worker; Ctrl-C stops it all."""
-    from podforge.serve import serve_command
+    """Start a Prefect server and UI with Podforge's deployments, a worker and the output folder over HTTP; Ctrl-C stops it all."""
+    from podforge.serve import serve as serve_all
 
     try:
-        serve_command(port=port, host=host, timezone=timezone)
+        serve_all(host=host, port=port, timezone=timezone, out=out, config=config, database=database, concurrency=concurrency, notify=notify)
     except PodforgeError as exc:
         _fail(exc.one_line(), code=2)
 

@@ -75,6 +75,8 @@ def create_app() -> FastAPI:
     """
     from prefect.server.api.server import create_app as create_prefect_app
 
+    import podforge.notifications  # noqa: F401  - the server loads the failure-log block to send notifications
+
     app = create_prefect_app()
     prefect_lifespan = app.router.lifespan_context
 

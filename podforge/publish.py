@@ -105,6 +105,6 @@ def publish_episode(
         files={name: FileEntry(path=name, sha256=sha256_file(path), bytes=path.stat().st_size) for name, path in published.items()},
         feed=feed,
     )
-    write_text_atomic(target / "report.md", render_report(manifest))
+    write_text_atomic(target / "report.md", render_report(manifest, settings.base_url))
     write_text_atomic(target / "manifest.json", manifest.model_dump_json(indent=2))
     return manifest

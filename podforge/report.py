@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from podforge.manifest import EpisodeManifest
 
 
-def render_report(manifest: EpisodeManifest) -> str:
+def render_report(manifest: EpisodeManifest, base_url: str) -> str:
+    """The report; its file links point into the output folder served at ``base_url`` (``publish.base_url``)."""
     cached = sum(step.cached for step in manifest.steps)
     lines = [
         f"# {manifest.title}",
@@ -31,5 +34,6 @@ def render_report(manifest: EpisodeManifest) -> str:
         "| file | bytes | sha256 |",
         "|---|---:|---|",
     ]
-    lines += [f"| [{name}]({manifest.out_dir / entry.path}) | {entry.bytes:,} | `{entry.sha256[:16]}…` |" for name, entry in manifest.files.items()]
+    folder_url = f"{base_url.rstrip('/')}/{quote(manifest.out_dir.name)}/"
+    lines += [f"| [{name}]({folder_url}{quote(entry.path)}) | {entry.bytes:,} | `{entry.sha256[:16]}…` |" for name, entry in manifest.files.items()]
     return "\n".join(lines) + "\n"

@@ -39,5 +39,5 @@ def publish(script: Script, outputs: list[StepOutput], out_dir: str, settings: P
         attempt=current_run_attempt(),
         price_as=price_as,
     )
-    create_markdown_artifact(markdown=render_report(manifest), key=f"{script.slug}-report"[:60], description=f"Episode report: {script.meta.title}")
+    create_markdown_artifact(markdown=render_report(manifest, settings.base_url), key=f"{script.slug}-report"[:60], description=f"Episode report: {script.meta.title}")
     return manifest
