@@ -65,7 +65,16 @@ def publish_episode(
             published[name] = copy_atomic(source, target / name)
     published["chapters.json"] = write_chapters_json(target / "chapters.json", chapters, title=meta.title, podcast_name=meta.show)
 
-    show = ShowInfo(title=meta.show, language=meta.language, explicit=meta.explicit, base_url=settings.base_url, author=settings.author, category=settings.category)
+    show = ShowInfo(
+        title=meta.show,
+        language=meta.language,
+        explicit=meta.explicit,
+        base_url=settings.base_url,
+        author=settings.author,
+        owner_name=settings.owner_name,
+        owner_email=settings.owner_email,
+        category=settings.category,
+    )
     feed = update_feed(
         Path(out_dir).resolve() / slugify(meta.show),
         show,
