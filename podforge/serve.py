@@ -93,7 +93,8 @@ def serve(
             run_prefect(["--no-prompt", "deploy", "--name", name, "--pool", pool, *options], env, what=f"deploying {name}")
         files = start_file_server(files_dir, files_at, logs / "files.log")
         say(f"starting a worker for pool {pool} (log: {logs / 'worker.log'})")
-        group.start("worker", lifeline_command(prefect_command("worker", "start", "--pool", pool, "--type", "process")), env, logs / "worker.log")
+        worker = prefect_command("worker", "start", "--pool", pool, "--work-queue", "default", "--type", "process")  # other queues: other workers
+        group.start("worker", lifeline_command(worker), env, logs / "worker.log")
         say(f"Prefect UI: http://{host}:{port}  (deployments: episode, nightly; Ctrl-C stops everything)")
         group.wait_for_any_exit()
         raise ServeError(f"the Prefect {group.exited_name()} stopped unexpectedly; see {logs}")
