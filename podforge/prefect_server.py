@@ -7,7 +7,8 @@ at once on an empty database both run the same migrations: one fails with "dupli
 long traceback. Every server Podforge starts — the temporary one behind ``podforge run`` and the one
 ``podforge serve`` runs — is built by :func:`create_app` here instead, which holds an exclusive file lock
 next to the database (``PREFECT_HOME/server-startup.lock``) around that start-up half. The first server
-migrates; the others wait, then find the database current.
+migrates; the others wait, then find the database current. (The lock is per machine: servers on several
+machines sharing one PostgreSQL database should be started one at a time after a Prefect upgrade.)
 
 Each server runs behind :mod:`podforge.lifeline`, so the kernel stops it when the process that started it
 dies, even by SIGKILL.
@@ -160,6 +161,7 @@ class TemporaryServer:
     def start(self, attempts: int = 3) -> str:
         """Start the server and wait until it answers; returns its API URL."""
         env = server_environment(ephemeral=True)
+        atexit.register(self.stop)  # also when the caller never reaches its own clean-up
         for _ in range(attempts):
             port = free_port()
             self.api_url = f"http://127.0.0.1:{port}/api"
@@ -169,7 +171,6 @@ class TemporaryServer:
             finally:
                 if self.log:
                     output.close()
-            atexit.register(self.stop)
             try:
                 wait_until_healthy(self.api_url, self.process, self.log)
                 return self.api_url
@@ -194,13 +195,14 @@ class TemporaryServer:
 
 @contextlib.contextmanager
 def prefect_api() -> Iterator[str]:
-    """Point Prefect at ``PREFECT_API_URL`` when it is set, else at a :class:`TemporaryServer` for this block.
+    """Point Prefect at its configured API (``PREFECT_API_URL``, from the environment or a profile), else at
+    a :class:`TemporaryServer` for this block.
 
     Must be entered from the main thread (see :mod:`podforge.lifeline`).
     """
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    configured = os.environ.get("PREFECT_API_URL")
+    configured = PREFECT_API_URL.value()
     if configured:
         yield configured
         return
