@@ -123,7 +123,9 @@ def server_environment(*, ephemeral: bool, database_url: str | None = None, addr
     if address:
         host, port = address
         url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
-        env.update(PREFECT_SERVER_API_HOST=host, PREFECT_SERVER_API_PORT=str(port), PREFECT_UI_URL=url, PREFECT_UI_API_URL=f"{url}/api")
+        env.update(PREFECT_SERVER_API_HOST=host, PREFECT_SERVER_API_PORT=str(port))
+        env.setdefault("PREFECT_UI_URL", url)  # set them yourself when browsers reach the server by another name
+        env.setdefault("PREFECT_UI_API_URL", f"{url}/api")
     return env
 
 
