@@ -24,6 +24,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 SERVE_STARTUP_TIMEOUT_S = 600
 RUN_TIMEOUT_S = 600
+OWNER_EMAIL = "studio@example.org"
 FAST = "mix: {intro_s: 0.5, outro_s: 0.5}\nvideo: {width: 320, height: 180, fps: 10}\n"
 T = TypeVar("T")
 
@@ -85,7 +86,7 @@ def start_serve(home: Path, *options: str, env: dict[str, str] | None = None) ->
     home.mkdir(parents=True, exist_ok=True)
     port, files_port = free_port(), free_port()
     config = home / "serve.yaml"
-    config.write_text(FAST + f'publish: {{base_url: "http://127.0.0.1:{files_port}/"}}\n', encoding="utf-8")
+    config.write_text(FAST + f'publish: {{base_url: "http://127.0.0.1:{files_port}/", owner_email: {OWNER_EMAIL}}}\n', encoding="utf-8")
     out = home / "output"
     process_env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
     process_env.update(PODFORGE_HOME=str(home), PREFECT_WORKER_QUERY_SECONDS="2", **(env or {}))

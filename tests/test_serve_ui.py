@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 from prefect.utilities.callables import parameter_schema
-from serving import Served, create_run, flow_run, port_is_open, prefect_client, start_serve, stuck_encoder, task_run_states, wait_for, wait_until_final
+from serving import OWNER_EMAIL, Served, create_run, flow_run, port_is_open, prefect_client, start_serve, stuck_encoder, task_run_states, wait_for, wait_until_final
 
 from flows.episode import episode
 from flows.nightly import nightly
@@ -109,6 +109,7 @@ def test_a_custom_run_from_the_ui_publishes_an_episode_whose_report_links_work(s
     manifest = json.loads((episode_dir / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["script_sha256"] == hashlib.sha256(UI_SCRIPT.encode("utf-8")).hexdigest(), "made from the text typed in the form"
     assert manifest["flow_run_id"], "the episode ran as a flow run of the served deployment"
+    assert f"<itunes:email>{OWNER_EMAIL}</itunes:email>" in Path(manifest["feed"]).read_text(encoding="utf-8"), "the feed's owner comes from the config"
 
     # the episode report, as the UI shows it, links each file at publish.base_url, where serve serves it
     page.get_by_text("Artifacts", exact=True).first.click()
