@@ -35,7 +35,21 @@ from tasks.video import avatar, layout, video
 @flow(name="episode", log_prints=True, task_runner=episode_task_runner())
 @with_engine_workers  # one warm worker per engine for this run, stopped when it ends
 def episode(script: str = "", script_text: str = "", config: list[str] | None = None, overrides: dict[str, Any] | None = None, out_dir: str = "output") -> EpisodeManifest:
-    """Produce one episode from a script file (``script``), or from ``script_text`` when it is given."""
+    """Produce one episode from a script file (``script``), or from ``script_text`` when it is given.
+
+    Args:
+        script: Path of the episode script (Markdown or text with YAML front matter) on the machine that
+            runs the flow; a relative path starts at the Podforge checkout, e.g. `configs/episodes/demo.md`.
+            Ignored when `script_text` is given.
+        script_text: A whole script pasted here, front matter included. When given, it is used instead of
+            `script`.
+        config: Extra YAML config files, merged over `configs/default.yaml` in this order (paths on the
+            machine that runs the flow).
+        overrides: Config values merged last, as a mapping, e.g. `{"speech": "joe"}` (what the CLI's
+            `--speech`, `--music` and `--video` set).
+        out_dir: Output folder: the episode goes to `out_dir/<slug>/` and the show's feed to
+            `out_dir/<show>/feed.xml`.
+    """
     cfg = load_config(config or [], overrides)
     gpus = list_gpus()
     ensure_gpu_limits(gpus)  # one concurrency limit per GPU, its slots = VRAM in GB

@@ -101,12 +101,17 @@ def serve(
     port: Annotated[int, typer.Option(help="UI/API port")] = 4200,
     host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
     timezone: Annotated[str, typer.Option(help="time zone of the nightly schedule")] = "UTC",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="output folder: served at publish.base_url and the deployments' default out_dir [default: output/ of the checkout]")] = None,
+    config: Annotated[list[Path], typer.Option("--config", "-c", help="extra YAML config: publish.base_url, and the deployments' default config")] = [],  # noqa: B006
+    database: Annotated[str | None, typer.Option(help="Prefect's database, e.g. postgresql+asyncpg://user:password@host:5432/prefect [default: SQLite in PODFORGE_HOME/prefect]")] = None,
+    concurrency: Annotated[int | None, typer.Option(min=1, help="flow runs the work pool runs at once [default: 1 per 4 CPUs]")] = None,
+    notify: Annotated[str | None, typer.Option(help="notification block for failed runs, as <block-type-slug>/<name> [default: a log file, PODFORGE_HOME/logs/failures.log]")] = None,
 ) -> None:
-    """Start a local Prefect server and UI with Podforge's deployments and a worker; Ctrl-C stops it all."""
-    from podforge.serve import serve_command
+    """Start a Prefect server and UI with Podforge's deployments, a worker and the output folder over HTTP; Ctrl-C stops it all."""
+    from podforge.serve import serve as serve_all
 
     try:
-        serve_command(port=port, host=host, timezone=timezone)
+        serve_all(host=host, port=port, timezone=timezone, out=out, config=config, database=database, concurrency=concurrency, notify=notify)
     except PodforgeError as exc:
         _fail(exc.one_line(), code=2)
 
@@ -114,6 +119,7 @@ def serve(
 def _run_with_progress(slug: str, script: Path, config: list[Path], overrides: dict[str, Any], out: Path, max_workers: int | None):
     from flows.episode import episode
     from podforge.prefect_env import episode_task_runner
+    from podforge.prefect_server import PrefectServerError, prefect_api
     from podforge.progress import add_listener
 
     if max_workers:
@@ -124,7 +130,10 @@ def _run_with_progress(slug: str, script: Path, config: list[Path], overrides: d
         bar = progress.add_task(f"{slug}: starting Prefect", total=None)
         remove = add_listener(lambda step, done, total: progress.update(bar, description=f"{slug}: {step} done", completed=done, total=total))
         try:
-            return episode(script=str(script), config=[str(p) for p in config], overrides=overrides or None, out_dir=str(out))
+            with prefect_api():  # PREFECT_API_URL's server, else a temporary one that dies with this process
+                return episode(script=str(script), config=[str(p) for p in config], overrides=overrides or None, out_dir=str(out))
+        except PrefectServerError as exc:
+            _fail(exc.one_line(), code=1)
         except PodforgeError as exc:
             _fail(exc.one_line(), code=2)
         except Exception as exc:  # noqa: BLE001 - a failed step is reported in one line; details are in the Prefect logs

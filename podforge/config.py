@@ -118,6 +118,10 @@ class Encoding(Strict):
 class PublishSettings(Encoding):
     base_url: str = Field(default="http://127.0.0.1:8000/", pattern=r"^https?://\S+$", description="where the output directory is served (feed URLs)")
     author: str = "Podforge"
+    owner_name: str | None = Field(default=None, description="the feed's itunes:owner name; default: author")
+    owner_email: str | None = Field(
+        default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", description="the feed's itunes:owner e-mail, where podcast directories verify ownership"
+    )
     category: str = "Technology"
     cover_size: int = Field(default=1400, ge=1400, le=3000, description="generated artwork, px square")
 

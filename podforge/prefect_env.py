@@ -1,8 +1,9 @@
 """How Prefect runs here: settings for running offline (set before Prefect is imported) and the task runner.
 
-By default flows run against Prefect's temporary local API (SQLite under ``PODFORGE_HOME/prefect``) with
-analytics off. When ``PREFECT_API_URL`` is set (a running ``prefect server`` or ``podforge serve``), it is
-used as it is. Values already in the environment always win.
+By default ``podforge run`` starts a temporary local server of its own (SQLite under
+``PODFORGE_HOME/prefect``, see :mod:`podforge.prefect_server`) with analytics off. When ``PREFECT_API_URL``
+is set (a running ``prefect server`` or ``podforge serve``), it is used as it is. Values already in the
+environment always win.
 """
 
 from __future__ import annotations

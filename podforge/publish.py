@@ -82,7 +82,16 @@ def publish_episode(
     meta = script.meta
     target = check_destination(out_dir, script)
     root = target.parent
-    show = ShowInfo(title=meta.show, language=meta.language, explicit=meta.explicit, base_url=settings.base_url, author=settings.author, category=settings.category)
+    show = ShowInfo(
+        title=meta.show,
+        language=meta.language,
+        explicit=meta.explicit,
+        base_url=settings.base_url,
+        author=settings.author,
+        owner_name=settings.owner_name,
+        owner_email=settings.owner_email,
+        category=settings.category,
+    )
     with _taking_turns(root):
         restore_interrupted_swap(target)
         check_destination(out_dir, script)  # again: another run may have published meanwhile
@@ -174,7 +183,7 @@ def _stage(
         feed=show_dir(target.parent, meta.show) / FEED_FILE,
         warnings=warnings,
     )
-    write_text_atomic(staging / "report.md", render_report(manifest))
+    write_text_atomic(staging / "report.md", render_report(manifest, settings.base_url))
     write_text_atomic(staging / MANIFEST_FILE, manifest.model_dump_json(indent=2))
     return manifest
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import re
+from urllib.parse import quote
 
 from podforge.manifest import EpisodeManifest
 
@@ -21,7 +22,8 @@ def escape_markdown(text: str) -> str:
     return html.escape(_MARKDOWN_SPECIALS.sub(r"\\\1", flat), quote=False)
 
 
-def render_report(manifest: EpisodeManifest) -> str:
+def render_report(manifest: EpisodeManifest, base_url: str) -> str:
+    """The report; its file links point into the output folder served at ``base_url`` (``publish.base_url``)."""
     cached = sum(step.cached for step in manifest.steps)
     lines = [
         f"# {escape_markdown(manifest.title)}",
@@ -47,7 +49,8 @@ def render_report(manifest: EpisodeManifest) -> str:
         "| file | bytes | sha256 |",
         "|---|---:|---|",
     ]
-    lines += [f"| [{name}]({manifest.out_dir / entry.path}) | {entry.bytes:,} | `{entry.sha256[:16]}…` |" for name, entry in manifest.files.items()]
+    folder_url = f"{base_url.rstrip('/')}/{quote(manifest.out_dir.name)}/"
+    lines += [f"| [{name}]({folder_url}{quote(entry.path)}) | {entry.bytes:,} | `{entry.sha256[:16]}…` |" for name, entry in manifest.files.items()]
     if manifest.warnings:
         lines += ["", "**Warnings**", ""] + [f"- {escape_markdown(warning)}" for warning in manifest.warnings]
     return "\n".join(lines) + "\n"

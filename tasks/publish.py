@@ -40,5 +40,5 @@ def publish(script: Script, outputs: list[StepOutput], out_dir: str, settings: P
         price_as=price_as,
         warnings=warnings,
     )
-    create_markdown_artifact(markdown=render_report(manifest), key=f"{script.slug}-report"[:60], description=f"Episode report: {escape_markdown(script.meta.title)}")
+    create_markdown_artifact(markdown=render_report(manifest, settings.base_url), key=f"{script.slug}-report"[:60], description=f"Episode report: {escape_markdown(script.meta.title)}")
     return manifest

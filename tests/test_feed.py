@@ -95,6 +95,31 @@ def test_feed_has_what_podcast_apps_need(output: Path, show: ShowInfo):
         assert (output / url.removeprefix(BASE_URL)).is_file(), url
 
 
+@pytest.mark.parametrize(
+    ("owner", "name", "email"),
+    [({}, "Podforge", None), ({"owner_name": "Ana Ruiz", "owner_email": "ana@example.org"}, "Ana Ruiz", "ana@example.org")],
+)
+def test_the_feed_names_its_owner(output: Path, show: ShowInfo, owner: dict, name: str, email: str | None):
+    feed_path = update_feed(output / show.slug, show.model_copy(update=owner), published_episode(output, "owned", title="Owned"))
+    parsed = feedparser.parse(feed_path.read_bytes())
+    assert not parsed.bozo
+    owner_element = ET.parse(feed_path).getroot().find("channel/itunes:owner", NAMESPACES)
+    assert owner_element.find("itunes:name", NAMESPACES).text == name
+    assert (owner_element.find("itunes:email", NAMESPACES).text if email else owner_element.find("itunes:email", NAMESPACES)) == email
+
+
+def test_the_owner_comes_from_the_publish_config_and_a_bad_email_is_refused_by_field(tmp_path: Path):
+    from podforge.config import load_config
+
+    studio = tmp_path / "studio.yaml"
+    studio.write_text("publish: {owner_name: Ana Ruiz, owner_email: ana@example.org}\n", encoding="utf-8")
+    publish = load_config([studio]).publish
+    assert (publish.owner_name, publish.owner_email) == ("Ana Ruiz", "ana@example.org")
+    studio.write_text("publish: {owner_email: not-an-address}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="owner_email"):
+        load_config([studio])
+
+
 def test_republishing_replaces_the_item_and_keeps_others_newest_first(output: Path, show: ShowInfo):
     show_dir = output / show.slug
     update_feed(show_dir, show, published_episode(output, "first", title="First", when=T0))

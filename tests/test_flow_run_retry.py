@@ -13,15 +13,23 @@ import subprocess
 import sys
 from pathlib import Path
 
+from prefect import Task
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.objects import TaskRun
 from prefect.settings import PREFECT_API_URL
 
-from flows.nightly import step_name
+import flows.episode as episode_module
 
 REPO = Path(__file__).resolve().parent.parent
 FAST = "mix: {intro_s: 0.5, outro_s: 0.5}\nvideo: {width: 320, height: 180, fps: 10}\n"
 SCRIPT = "---\ntitle: Retry me\n---\nALEX: This line is spoken once.\nSAM: And so is this one.\n"
+
+
+def step_name(task_run: TaskRun) -> str:
+    """The name of the episode task behind a task run (run names may be custom, e.g. "speak-ALEX")."""
+    names_by_key = {task.task_key: task.name for task in vars(episode_module).values() if isinstance(task, Task)}
+    return names_by_key.get(task_run.task_key, task_run.name)
 
 
 def task_run_states(flow_run_id) -> list[tuple[str, str]]:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
-from flows.nightly import SUMMARY_ARTIFACT_KEY, nightly
+from prefect import flow, task
+
+from flows.nightly import SUMMARY_ARTIFACT_KEY, WHOLE_EPISODE, failed_step, nightly
+from tasks.script import parse
+
+PARSE_STEP = parse.name  # the step a malformed script fails in, as the code names it
 
 FAST = """\
 mix: {intro_s: 0.5, outro_s: 0.5}
@@ -26,14 +30,13 @@ def inbox(tmp_path: Path) -> Path:
     return folder
 
 
-def read_summary() -> list[dict]:
+def read_summary() -> str:
+    """The markdown of the latest nightly summary artifact."""
     from prefect.client.orchestration import get_client
 
     with get_client(sync_client=True) as client:
-        artifact = client.read_latest_artifacts()
-        (latest,) = [a for a in artifact if a.key == SUMMARY_ARTIFACT_KEY]
-    data = latest.data
-    return json.loads(data) if isinstance(data, str) else data
+        (latest,) = [a for a in client.read_latest_artifacts() if a.key == SUMMARY_ARTIFACT_KEY]
+    return latest.data
 
 
 def assert_subflows_of_one_parent(flow_run_ids: list[str]) -> None:
@@ -62,18 +65,42 @@ def test_nightly_publishes_good_scripts_and_reports_the_bad_one(prefect_api, inb
     assert_subflows_of_one_parent([row.flow_run_id for row in rows if row.flow_run_id])
     broken = by_script["c-broken.md"]
     assert broken.status == "failed"
-    assert broken.failed_step == "parse"
+    assert broken.failed_step == PARSE_STEP
     assert "c-broken.md" in broken.error and "front matter" in broken.error
+    assert broken.flow_run_url.endswith(f"/runs/flow-run/{broken.flow_run_id}")
 
     summary = read_summary()
-    assert [(r["script"], r["status"], r["failed_step"]) for r in summary] == [
+    table = [[cell.strip() for cell in line.strip("|").split("|")][:4] for line in summary.splitlines() if line.startswith("| ")][1:]
+    assert [(script, status, failed) for script, status, _slug, failed in table] == [
         ("a-first.md", "published", ""),
         ("b-second.txt", "published", ""),
-        ("c-broken.md", "failed", "parse"),
+        ("c-broken.md", "failed", PARSE_STEP.replace("_", "\\_")),
     ]
+    assert f"]({broken.flow_run_url})" in summary, "the failed script links to its episode run in the UI"
 
     # the next night: published scripts are skipped by content hash, the broken one is tried again
     again = {row.script: row for row in nightly(inbox=str(inbox), out_dir=str(out_dir), config=[str(fast)])}
     assert again["a-first.md"].status == again["b-second.txt"].status == "skipped"
     assert again["a-first.md"].slug == "nightly-one"
     assert again["c-broken.md"].status == "failed"
+
+
+@task(name="explodes-in-a-thread", retries=1, retry_delay_seconds=0)
+def explodes(line: str) -> str:
+    raise ValueError(f"cannot speak {line!r}")
+
+
+@flow
+def two_steps(fail_before_any_step: bool = False) -> list[str]:
+    if fail_before_any_step:
+        raise ValueError("bad config")
+    return [future.result() for future in explodes.map(["a", "b"])]
+
+
+@pytest.mark.parametrize(("before_any_step", "step"), [(False, explodes.name), (True, WHOLE_EPISODE)])
+def test_the_failed_step_is_read_from_the_error_not_from_recorded_states(prefect_api, before_any_step: bool, step: str):
+    """A mapped task that fails in a worker thread (after a retry) is named from its error's traceback."""
+    state = two_steps(fail_before_any_step=before_any_step, return_state=True)
+    with pytest.raises(ValueError) as raised:
+        state.result()
+    assert failed_step(raised.value.__traceback__) == step

@@ -46,7 +46,8 @@ class ShowInfo(BaseModel):
     slug: str = ""
     description: str = ""
     author: str = "Podforge"
-    owner_email: str | None = None
+    owner_name: str | None = Field(default=None, description="itunes:owner's name; default: author")
+    owner_email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", description="itunes:owner's e-mail")
     language: str = Field(default="en", pattern=r"^[a-z]{2,3}(-[A-Za-z]{2,4})?$")
     category: str = "Technology"
     explicit: bool = False
@@ -229,9 +230,9 @@ def render_feed(show: ShowInfo, items: list[FeedItem], *, cover_url: str, feed_u
         _text(image, tag, value)
     _text(channel, _ns("podcast", "guid"), podcast_guid(feed_url))
     _text(channel, _ns("itunes", "author"), show.author)
+    owner = ET.SubElement(channel, _ns("itunes", "owner"))  # directories send ownership checks to its e-mail
+    _text(owner, _ns("itunes", "name"), show.owner_name or show.author)
     if show.owner_email:
-        owner = ET.SubElement(channel, _ns("itunes", "owner"))
-        _text(owner, _ns("itunes", "name"), show.author)
         _text(owner, _ns("itunes", "email"), show.owner_email)
     ET.SubElement(channel, _ns("itunes", "image"), {"href": cover_url})
     ET.SubElement(channel, _ns("itunes", "category"), {"text": show.category})
