@@ -59,7 +59,7 @@ def episode(script: str = "", script_text: str = "", config: list[str] | None = 
     else:
         heads = []
         picture = video.submit(master=master, captions=subtitles, title=plan.script.meta.title, show=plan.script.meta.show, engine=plan.video, frame=frame, encoder=encoder, ffmpeg=cfg.ffmpeg, gpu=cfg.gpu)
-    containers = mux.submit(video=picture, master=master, encoding=cfg.publish.encoding(), ffmpeg=cfg.ffmpeg)
+    containers = mux.submit(video=picture, master=master, levels=cfg.mix.levels(), encoding=cfg.publish.encoding(), ffmpeg=cfg.ffmpeg)
 
     outputs = ProgressBoard(plan.script.slug).follow([bed, *clips, track, master, subtitles, *heads, picture, containers])
     return publish(script=plan.script, outputs=outputs, out_dir=out_dir, settings=cfg.publish, intro_s=timing.intro_s, price_as=cfg.gpu.price_as)

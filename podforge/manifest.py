@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 from podforge.cost import price_gpu_seconds
 from podforge.media.ffmpeg import Loudness
 from podforge.gpu import GpuUsage
+from podforge.media.quality import QualityCheck
 from podforge.steps import StepRecord
 
 
@@ -41,7 +42,7 @@ class EpisodeManifest(BaseModel):
     flow_run_id: str | None
     out_dir: Path
     duration_s: float
-    loudness: Loudness = Field(description="measured on the published MP3 with ffmpeg's ebur128 filter")
+    loudness: Loudness = Field(description="of the delivered MP3, measured with ffmpeg's ebur128 filter after encoding")
     master_loudness: Loudness
     video_encoder: str
     video_encoder_reason: str
@@ -49,8 +50,13 @@ class EpisodeManifest(BaseModel):
     gpu_cost_usd: float
     gpu_priced_as: str = Field(description="the configs/pricing.yaml GPU the GPU-seconds are priced on")
     steps: list[ManifestStep]
+    quality: list[QualityCheck] = Field(default_factory=list, description="what the episode measured about itself, each against its target")
     files: dict[str, FileEntry]
     feed: Path = Field(description="the show's RSS feed that lists this episode")
+
+    @property
+    def quality_passed(self) -> bool:
+        return all(check.passed for check in self.quality)
 
     @staticmethod
     def step_rows(records: list[StepRecord], attempt: str | None, price_as: str) -> list[ManifestStep]:

@@ -14,7 +14,8 @@ from podforge.dialogue import DialogueTrack
 from podforge.io import atomic_path, copy_atomic, episode_dir, sha256_file, write_text_atomic
 from podforge.manifest import EpisodeManifest, FileEntry
 from podforge.media.cards import render_cover
-from podforge.media.ffmpeg import Loudness, measure_loudness
+from podforge.media.ffmpeg import Loudness
+from podforge.media.quality import QualityCheck
 from podforge.publishing.chapters import ChapterMark, write_chapters_json
 from podforge.publishing.feed import FeedEpisode, ShowInfo, update_feed
 from podforge.publishing.id3 import tag_episode_mp3
@@ -38,7 +39,9 @@ def publish_episode(
     media: dict[str, Path],
     chapters: list[ChapterMark],
     duration_s: float,
+    loudness: Loudness,
     master_loudness: Loudness,
+    quality: list[QualityCheck],
     video_notes: dict,
     out_dir: str | Path,
     settings: PublishSettings,
@@ -49,7 +52,8 @@ def publish_episode(
     """Copy ``media`` (name → file, e.g. ``episode.mp4``) into the episode folder, tag, list in the feed.
 
     ``records`` are the earlier steps' records; ``step`` is this publish step, recorded once the files are
-    in place; ``attempt`` tells which records this run made and which it reused.
+    in place; ``attempt`` tells which records this run made and which it reused. ``loudness`` is the
+    delivered MP3's (tagging does not touch its audio); ``quality`` are the steps' checks.
     """
     meta = script.meta
     target = episode_dir(out_dir, script.slug)
@@ -94,7 +98,7 @@ def publish_episode(
         flow_run_id=flow_run_id,
         out_dir=target,
         duration_s=round(duration_s, 3),
-        loudness=measure_loudness(published["episode.mp3"]),
+        loudness=loudness,
         master_loudness=master_loudness,
         video_encoder=video_notes.get("encoder", ""),
         video_encoder_reason=video_notes.get("encoder_reason", ""),
@@ -102,6 +106,7 @@ def publish_episode(
         gpu_cost_usd=round(sum(row.cost_usd for row in rows), 4),
         gpu_priced_as=price_as,
         steps=rows,
+        quality=quality,
         files={name: FileEntry(path=name, sha256=sha256_file(path), bytes=path.stat().st_size) for name, path in published.items()},
         feed=feed,
     )
