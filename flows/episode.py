@@ -55,7 +55,7 @@ def episode(script: str = "", script_text: str = "", config: list[str] | None = 
             avatar.submit(speaker=host.name, host=host.position, portrait=host.portrait, dialogue=track, engine=plan.avatar, timing=timing, frame=frame, hosts=len(plan.hosts), encoder=encoder, gpu=cfg.gpu)
             for host in plan.hosts
         ]
-        picture = layout.submit(avatars=heads, dialogue=track, captions=subtitles, timing=timing, frame=frame, encoder=encoder, ffmpeg=cfg.ffmpeg)
+        picture = layout.submit(avatars=heads, engine=plan.avatar, dialogue=track, captions=subtitles, timing=timing, frame=frame, encoder=encoder, ffmpeg=cfg.ffmpeg)
     else:
         heads = []
         picture = video.submit(master=master, captions=subtitles, title=plan.script.meta.title, show=plan.script.meta.show, engine=plan.video, frame=frame, encoder=encoder, ffmpeg=cfg.ffmpeg, gpu=cfg.gpu)
