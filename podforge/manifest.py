@@ -26,6 +26,7 @@ class ManifestStep(BaseModel):
     device: str
     seconds: float
     load_s: float = Field(default=0.0, description="of `seconds`, starting the engine and loading its model")
+    started_at: float | None = Field(default=None, description="when the run that made it started it (Unix time)")
     cached: bool
     gpu: GpuUsage = Field(default_factory=GpuUsage)
     cost_usd: float = Field(default=0.0, description="the step's GPU-seconds priced on `gpu_priced_as`")
@@ -69,6 +70,7 @@ class EpisodeManifest(BaseModel):
                 device=r.device,
                 seconds=r.seconds,
                 load_s=r.load_s,
+                started_at=r.started_at,
                 cached=r.cached_in(attempt),
                 gpu=r.gpu,
                 cost_usd=round(price_gpu_seconds(r.gpu.gpu_seconds, price_as), 6) if r.gpu.gpu_seconds else 0.0,

@@ -42,6 +42,7 @@ class StepRecord(BaseModel):
     device: str = "cpu"
     seconds: float = 0.0
     load_s: float = Field(default=0.0, description="of `seconds`, time spent starting an engine and loading its model")
+    started_at: float | None = Field(default=None, description="when it started (Unix time): where the step sat in its run")
     key: str
     made_in: str | None = Field(default=None, description="the flow run attempt that made it: '<flow run id>#<attempt>'")
     gpu: GpuUsage = Field(default_factory=GpuUsage)
@@ -69,6 +70,7 @@ class StepContext:
         self.key = key
         self._workdir: Path | None = None
         self._started = time.perf_counter()
+        self._started_at = time.time()
         self._queued = 0.0
 
     @contextlib.contextmanager
@@ -96,6 +98,7 @@ class StepContext:
             device=device,
             seconds=round(time.perf_counter() - self._started - self._queued, 3),
             load_s=round(load_s, 3),
+            started_at=round(self._started_at, 3),
             key=self.key,
             made_in=current_run_attempt(),
             gpu=gpu or GpuUsage(),

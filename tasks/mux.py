@@ -23,4 +23,4 @@ def mux(video: StepOutput, master: StepOutput, levels: MixLevels, encoding: Enco
         binary=ffmpeg,
     )
     peaks = {name: loudness.true_peak_dbtp for name, loudness in delivery.loudness.items()}
-    return StepOutput(record=step.record("ffmpeg", relimited_db=delivery.relimited_db, true_peak_dbtp=peaks), result=delivery)
+    return StepOutput(record=step.record("ffmpeg", true_peak_dbtp=peaks, **({"made_again": delivery.adjusted} if delivery.adjusted else {})), result=delivery)

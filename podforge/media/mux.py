@@ -1,13 +1,16 @@
 """Final containers: the MP4 (H.264 video + AAC audio, faststart) and the MP3, held to the loudness targets.
 
-Lossy encoders overshoot: the decoded AAC or MP3 can peak higher than the master they were made from. Both
-encodes run side by side, then every delivered file is decoded and measured (ebur128, the reference
-meter). If one misses the targets, the master is limited again, this time as far under its ceiling as
-the encode overshot (plus :data:`RELIMIT_MARGIN_DB`), and everything is encoded and measured again.
+Lossy encoders change the sound they are given: AAC and MP3 overshoot the master's true peak, and LAME at
+podcast bitrates loses about half a LU of loudness. Both encodes run side by side, then each delivered
+file is decoded and measured (ebur128, the reference meter). A file that misses a target is encoded
+again from its own master: the mix's master, brought up or down by what that encode lost or gained and
+limited as far under its ceiling as the encode overshot (plus :data:`RELIMIT_MARGIN_DB`), then measured
+again. Every delivered file meets the targets as a listener gets it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -15,21 +18,23 @@ import ffmpeg
 from pydantic import BaseModel, Field
 
 from podforge.io import atomic_path
-from podforge.media.ffmpeg import Loudness, run_graph
+from podforge.media.ffmpeg import Loudness, measure_loudness, run_graph
 from podforge.media.mixing import CODEC_HEADROOM_DB, relimit
-from podforge.media.quality import LOUDNESS_TOLERANCE_LU, QualityCheck, delivery_checks, measure_files
+from podforge.media.quality import QualityCheck, delivery_checks
 
 RELIMIT_MARGIN_DB = 0.3
-MAX_RELIMITS = 2
+LOUDNESS_AIM_LU = 0.2
+"""An encode further than this from the target is made again (the targets allow 0.5)."""
+MAX_ATTEMPTS = 3
 
 
 class Delivery(BaseModel):
-    """The delivered audio and picture: the master the encodes were made from and the two containers."""
+    """The delivered audio and picture, and how each file measured."""
 
     wav: Path
     mp4: Path
     mp3: Path
-    relimited_db: float = Field(default=0.0, description="how far under its ceiling the master was limited again for the encodes")
+    adjusted: dict[str, str] = Field(default_factory=dict, description="files encoded again from their own master, and why")
     loudness: dict[str, Loudness] = Field(description="ebur128 of each delivered file, by file name")
     quality: list[QualityCheck] = Field(default_factory=list)
 
@@ -63,22 +68,37 @@ def deliver(
     mp3_bitrate: str,
     binary: str | None = None,
 ) -> Delivery:
-    """Encode the MP4 and MP3 from ``master`` in ``workdir``, measure all three files, re-limit if needed."""
-    wav, wav_loudness, relimited = master, master_loudness, 0.0
+    """The MP4 and MP3 in ``workdir`` and the WAV (the mix's master), each measured and, where it missed,
+    made again from a master of its own."""
     mp4, mp3 = workdir / "episode.mp4", workdir / "episode.mp3"
-    for attempt in range(MAX_RELIMITS + 1):
-        with ThreadPoolExecutor(max_workers=2) as encoders:
-            jobs = [encoders.submit(mux_mp4, video, wav, mp4, aac_bitrate=aac_bitrate, binary=binary), encoders.submit(encode_mp3, wav, mp3, bitrate=mp3_bitrate, binary=binary)]
-            for job in jobs:
-                job.result()
-        loudness = {"episode.wav": wav_loudness, **dict(zip(("episode.mp4", "episode.mp3"), measure_files([mp4, mp3], binary=binary)))}
-        overshoot = max(measured.true_peak_dbtp for measured in loudness.values()) - peak_limit_db
-        off_target = max(abs(measured.integrated_lufs - target_lufs) for measured in loudness.values())
-        if (overshoot <= 0 and off_target <= LOUDNESS_TOLERANCE_LU) or attempt == MAX_RELIMITS:
+    makers: dict[str, Callable[[Path], Path]] = {
+        "episode.wav": lambda source: source,
+        mp4.name: lambda source: mux_mp4(video, source, mp4, aac_bitrate=aac_bitrate, binary=binary),
+        mp3.name: lambda source: encode_mp3(source, mp3, bitrate=mp3_bitrate, binary=binary),
+    }
+    files = {"episode.wav": master}
+    measured = {"episode.wav": master_loudness}
+    aims = dict.fromkeys(makers, target_lufs)  # each file's master, as numpy measures it: the mix put its master on target
+    headroom = dict.fromkeys(makers, 0.0)
+    sources, adjusted, pending = dict.fromkeys(makers, master), {}, [mp4.name, mp3.name]
+    for attempt in range(MAX_ATTEMPTS):
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            files.update(zip(pending, pool.map(lambda name: makers[name](sources[name]), pending)))
+            measured.update(zip(pending, pool.map(lambda name: measure_loudness(files[name], binary=binary), pending)))
+        missed = [name for name in makers if not _on_target(measured[name], target_lufs, peak_limit_db)]
+        if not missed or attempt == MAX_ATTEMPTS - 1:
             break
-        relimited += max(0.0, overshoot) + RELIMIT_MARGIN_DB
-        wav = workdir / "master.wav"
-        aim = 2 * target_lufs - wav_loudness.integrated_lufs  # aim off by what ebur128 and numpy disagree on
-        wav_loudness = relimit(master, wav, target_lufs=aim, ceiling_db=peak_limit_db - CODEC_HEADROOM_DB - relimited, binary=binary)
-    quality = [check for name, measured in loudness.items() for check in delivery_checks(name, measured, target_lufs=target_lufs, peak_limit_db=peak_limit_db)]
-    return Delivery(wav=wav, mp4=mp4, mp3=mp3, relimited_db=round(relimited, 2), loudness=loudness, quality=quality)
+        for name in missed:
+            loudness = measured[name]
+            aims[name] -= loudness.integrated_lufs - target_lufs
+            headroom[name] += max(0.0, loudness.true_peak_dbtp - peak_limit_db + RELIMIT_MARGIN_DB) if loudness.true_peak_dbtp > peak_limit_db else 0.0
+            sources[name] = workdir / f"master-for-{Path(name).suffix[1:]}.wav"
+            relimit(master, sources[name], target_lufs=aims[name], ceiling_db=peak_limit_db - CODEC_HEADROOM_DB - headroom[name], binary=binary)
+            adjusted[name] = f"{loudness.integrated_lufs:.1f} LUFS, {loudness.true_peak_dbtp:.1f} dBTP; made again from a master {aims[name] - target_lufs:+.1f} LU, limited {headroom[name]:.1f} dB lower"
+        pending = missed
+    quality = [check for name, loudness in measured.items() for check in delivery_checks(name, loudness, target_lufs=target_lufs, peak_limit_db=peak_limit_db)]
+    return Delivery(wav=files["episode.wav"], mp4=files[mp4.name], mp3=files[mp3.name], adjusted=adjusted, loudness=measured, quality=quality)
+
+
+def _on_target(loudness: Loudness, target_lufs: float, peak_limit_db: float) -> bool:
+    return abs(loudness.integrated_lufs - target_lufs) <= LOUDNESS_AIM_LU and loudness.true_peak_dbtp <= peak_limit_db
