@@ -78,7 +78,7 @@ def run_loop(script: Path, out: Path) -> dict:
     from podforge.media.captions import build_cues, to_ass, to_srt, to_vtt
     from podforge.media.encoders import choose_h264_encoder
     from podforge.media.mixing import mix_and_master
-    from podforge.media.mux import encode_mp3, mux_mp4
+    from podforge.media.mux import deliver
     from podforge.planning import plan_episode
     from podforge.script import load_script
 
@@ -94,7 +94,7 @@ def run_loop(script: Path, out: Path) -> dict:
         line_dir.mkdir()
         clips.append(load_engine(plan.hosts[line.host].speech).run(SpeechRequest(text=line.text, language=plan.language), line_dir))
     track = assemble([LineSlot(host=line.host, chapter=line.chapter, text=line.text) for line in plan.lines], clips, plan.timing, work)
-    master = mix_and_master(track.wav, track.timeline.duration_s, bed.wav, cfg.mix.levels(), plan.timing, work)
+    master = mix_and_master(track.wav, track.timeline.lines, bed.wav, cfg.mix.levels(), plan.timing, work)
     lines = track.timeline.shifted(plan.timing.intro_s)
     end_s = plan.timing.episode_s(track.timeline.duration_s)
     named = build_cues(lines, end_s, names=plan.host_names)
@@ -105,8 +105,8 @@ def run_loop(script: Path, out: Path) -> dict:
     meta = plan.script.meta
     request = VideoRequest(audio=master.wav, captions_ass=ass, title=meta.title, show=meta.show, duration_s=master.duration_s, encoder=encoder.name, encoder_options=encoder.options)
     video = load_engine(plan.video).run(request, work)
-    mux_mp4(video.video, master.wav, work / "e.mp4", aac_bitrate=cfg.publish.aac_bitrate)
-    encode_mp3(master.wav, work / "e.mp3", bitrate=cfg.publish.mp3_bitrate)
+    levels = cfg.mix.levels()
+    deliver(video.video, master.wav, master.loudness, work, target_lufs=levels.target_lufs, peak_limit_db=levels.true_peak_db, aac_bitrate=cfg.publish.aac_bitrate, mp3_bitrate=cfg.publish.mp3_bitrate)
     return {"wall_s": time.perf_counter() - started, "episode_s": master.duration_s, "lines": len(plan.lines)}
 
 

@@ -89,11 +89,11 @@ def episode(script: str = "", script_text: str = "", config: list[str] | None = 
             avatar.submit(speaker=host.name, host=host.position, portrait=host.portrait, dialogue=track, engine=plan.avatar, timing=timing, frame=frame, hosts=len(plan.hosts), encoder=encoder, gpu=cfg.gpu)
             for host in plan.hosts
         ]
-        picture = layout.submit(avatars=heads, dialogue=track, captions=subtitles, timing=timing, frame=frame, encoder=encoder, ffmpeg=cfg.ffmpeg)
+        picture = layout.submit(avatars=heads, engine=plan.avatar, dialogue=track, captions=subtitles, timing=timing, frame=frame, encoder=encoder, ffmpeg=cfg.ffmpeg)
     else:
         heads = []
         picture = video.submit(master=master, captions=subtitles, title=plan.script.meta.title, show=plan.script.meta.show, engine=plan.video, frame=frame, encoder=encoder, ffmpeg=cfg.ffmpeg, gpu=cfg.gpu)
-    containers = mux.submit(video=picture, master=master, encoding=cfg.publish.encoding(), ffmpeg=cfg.ffmpeg)
+    containers = mux.submit(video=picture, master=master, levels=cfg.mix.levels(), encoding=cfg.publish.encoding(), ffmpeg=cfg.ffmpeg)
 
     outputs = ProgressBoard(plan.script.slug).follow([bed, *clips, *checked, track, master, subtitles, *heads, picture, containers])
     return publish(script=plan.script, outputs=outputs, out_dir=out_dir, settings=cfg.publish, intro_s=timing.intro_s, price_as=cfg.gpu.price_as, warnings=plan.warnings)

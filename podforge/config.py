@@ -75,11 +75,12 @@ class EpisodeTiming(Strict):
 class MixLevels(Strict):
     """How loud things are: what only the mix (and what follows it) depends on."""
 
-    bed_level_db: float = Field(default=-6.0, le=0, description="bed loudness relative to the speech, before ducking")
-    duck_threshold: float = Field(default=0.05, gt=0, le=1)
-    duck_ratio: float = Field(default=8.0, ge=1, le=20)
+    bed_level_db: float = Field(default=-6.0, le=0, description="bed loudness relative to the speech in the intro and outro")
+    speech_over_bed_db: float = Field(default=15.0, ge=6, le=40, description="under speech, 9 in 10 windows of 400 ms hear the bed at least this far below the speech")
+    duck_ramp_s: float = Field(default=0.6, ge=0.05, le=5, description="how long the bed takes to go down before a line and up after one")
+    duck_hold_s: float = Field(default=2.5, ge=0, le=30, description="pauses between lines shorter than this keep the bed down")
     target_lufs: float = Field(default=-16.0, ge=-40, le=-5)
-    true_peak_db: float = Field(default=-1.5, ge=-9, le=0)
+    true_peak_db: float = Field(default=-1.0, ge=-9, le=0, description="true-peak limit of every delivered file (WAV, MP3, the MP4's AAC)")
 
 
 class MixSettings(EpisodeTiming, MixLevels):

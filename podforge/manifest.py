@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 from podforge.cost import price_gpu_seconds
 from podforge.media.ffmpeg import Loudness
 from podforge.gpu import GpuUsage
+from podforge.media.quality import QualityCheck
 from podforge.steps import StepRecord
 
 
@@ -26,6 +27,7 @@ class ManifestStep(BaseModel):
     seconds: float
     load_s: float = Field(default=0.0, description="of `seconds`, starting the engine and loading its model")
     compute_s: float = Field(default=0.0, description="of `seconds`, the engine's runner computing (what GPU-seconds are measured over)")
+    started_at: float | None = Field(default=None, description="when the run that made it started it (Unix time)")
     cached: bool
     gpu: GpuUsage = Field(default_factory=GpuUsage)
     cost_usd: float = Field(default=0.0, description="the step's GPU-seconds priced on `gpu_priced_as`")
@@ -42,7 +44,7 @@ class EpisodeManifest(BaseModel):
     flow_run_id: str | None
     out_dir: Path
     duration_s: float
-    loudness: Loudness = Field(description="measured on the published MP3 with ffmpeg's ebur128 filter")
+    loudness: Loudness = Field(description="of the delivered MP3, measured with ffmpeg's ebur128 filter after encoding")
     master_loudness: Loudness
     video_encoder: str
     video_encoder_reason: str
@@ -50,9 +52,14 @@ class EpisodeManifest(BaseModel):
     gpu_cost_usd: float
     gpu_priced_as: str = Field(description="the configs/pricing.yaml GPU the GPU-seconds are priced on")
     steps: list[ManifestStep]
+    quality: list[QualityCheck] = Field(default_factory=list, description="what the episode measured about itself, each against its target")
     files: dict[str, FileEntry]
     feed: Path = Field(description="the show's RSS feed that lists this episode")
     warnings: list[str] = Field(default_factory=list, description="what the pre-flight noticed and the episode survived (shared voices, letters a voice cannot read)")
+
+    @property
+    def quality_passed(self) -> bool:
+        return all(check.passed for check in self.quality)
 
     @staticmethod
     def step_rows(records: list[StepRecord], attempt: str | None, price_as: str) -> list[ManifestStep]:
@@ -66,6 +73,7 @@ class EpisodeManifest(BaseModel):
                 seconds=r.seconds,
                 load_s=r.load_s,
                 compute_s=r.compute_s,
+                started_at=r.started_at,
                 cached=r.cached_in(attempt),
                 gpu=r.gpu,
                 cost_usd=round(price_gpu_seconds(r.gpu.gpu_seconds, price_as), 6) if r.gpu.gpu_seconds else 0.0,

@@ -35,7 +35,8 @@ from podforge.errors import OutputError
 from podforge.io import copy_atomic, fault_point, remove_orphan_temps, sha256_file, temp_marker, write_text_atomic
 from podforge.manifest import EpisodeManifest, FileEntry
 from podforge.media.cards import render_cover
-from podforge.media.ffmpeg import Loudness, measure_loudness, probe
+from podforge.media.ffmpeg import Loudness, probe
+from podforge.media.quality import QualityCheck
 from podforge.output import MANIFEST_FILE, check_destination, output_error, show_dir
 from podforge.publishing.chapters import ChapterMark, write_chapters_json
 from podforge.publishing.feed import FEED_FILE, FeedEpisode, ShowInfo, load_items, update_feed
@@ -64,7 +65,9 @@ def publish_episode(
     media: dict[str, Path],
     chapters: list[ChapterMark],
     duration_s: float,
+    loudness: Loudness,
     master_loudness: Loudness,
+    quality: list[QualityCheck],
     video_notes: dict,
     out_dir: str | Path,
     settings: PublishSettings,
@@ -78,6 +81,7 @@ def publish_episode(
     ``records`` are the earlier steps' records; ``step`` is this publish step, recorded once the files are
     staged; ``attempt`` tells which records this run made and which it reused. Output problems (full disk,
     read-only folder, a file in the way, another episode's folder) are one-line :class:`OutputError` s.
+    ``loudness`` is the delivered MP3's (tagging does not touch its audio); ``quality`` are the steps' checks.
     """
     meta = script.meta
     target = check_destination(out_dir, script)
@@ -99,7 +103,7 @@ def publish_episode(
         remove_orphan_temps(root)
         staging = _staging_folder(root, target.name)
         try:
-            manifest = _stage(staging, target, script, records, step, media, chapters, duration_s, master_loudness, video_notes, flow_run_id, attempt, price_as, settings, warnings or [])
+            manifest = _stage(staging, target, script, records, step, media, chapters, duration_s, loudness, master_loudness, quality, video_notes, flow_run_id, attempt, price_as, settings, warnings or [])
             verify_episode(staging, manifest, sources={name: path for name, path in media.items() if name != "episode.mp3"})
             _sync(staging)
             fault_point("publish:staged")
@@ -140,7 +144,9 @@ def _stage(
     media: dict[str, Path],
     chapters: list[ChapterMark],
     duration_s: float,
+    loudness: Loudness,
     master_loudness: Loudness,
+    quality: list[QualityCheck],
     video_notes: dict,
     flow_run_id: str | None,
     attempt: str | None,
@@ -171,7 +177,7 @@ def _stage(
         flow_run_id=flow_run_id,
         out_dir=target,
         duration_s=round(duration_s, 3),
-        loudness=measure_loudness(staged["episode.mp3"]),
+        loudness=loudness,
         master_loudness=master_loudness,
         video_encoder=video_notes.get("encoder", ""),
         video_encoder_reason=video_notes.get("encoder_reason", ""),
@@ -179,6 +185,7 @@ def _stage(
         gpu_cost_usd=round(sum(row.cost_usd for row in rows), 4),
         gpu_priced_as=price_as,
         steps=rows,
+        quality=quality,
         files={name: FileEntry(path=name, sha256=sha256_file(path), bytes=path.stat().st_size) for name, path in staged.items()},
         feed=show_dir(target.parent, meta.show) / FEED_FILE,
         warnings=warnings,

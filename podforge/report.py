@@ -46,6 +46,7 @@ def render_report(manifest: EpisodeManifest, base_url: str) -> str:
         f"**Loudness (MP3):** {loud.integrated_lufs:.1f} LUFS integrated, true peak {loud.true_peak_dbtp:.1f} dBTP, LRA {loud.lra:.1f} LU.",
         f"**Video encoder:** {manifest.video_encoder} ({manifest.video_encoder_reason}).",
         "",
+        *quality_table(manifest),
         "| file | bytes | sha256 |",
         "|---|---:|---|",
     ]
@@ -54,3 +55,14 @@ def render_report(manifest: EpisodeManifest, base_url: str) -> str:
     if manifest.warnings:
         lines += ["", "**Warnings**", ""] + [f"- {escape_markdown(warning)}" for warning in manifest.warnings]
     return "\n".join(lines) + "\n"
+
+
+def quality_table(manifest: EpisodeManifest) -> list[str]:
+    """The episode's own checks against their targets, one row each (nothing when there are none)."""
+    if not manifest.quality:
+        return []
+    verdict = "all pass" if manifest.quality_passed else f"{sum(not check.passed for check in manifest.quality)} FAIL"
+    rows = [f"## Quality ({verdict})", "", "| check | where | value | target | | |", "|---|---|---:|---|:---:|---|"]
+    for check in manifest.quality:
+        rows.append(f"| {check.name} | {check.scope} | {check.shown_value()} | {check.target} {check.unit} | {'pass' if check.passed else '**FAIL**'} | {check.detail} |")
+    return [*rows, ""]

@@ -43,6 +43,7 @@ class StepRecord(BaseModel):
     seconds: float = 0.0
     load_s: float = Field(default=0.0, description="of `seconds`, time spent starting an engine and loading its model")
     compute_s: float = Field(default=0.0, description="of `seconds`, time its runner computed (GPU-seconds are measured over it)")
+    started_at: float | None = Field(default=None, description="when it started (Unix time): where the step sat in its run")
     key: str
     made_in: str | None = Field(default=None, description="the flow run attempt that made it: '<flow run id>#<attempt>'")
     gpu: GpuUsage = Field(default_factory=GpuUsage)
@@ -70,6 +71,18 @@ class StepContext:
         self.key = key
         self._workdir: Path | None = None
         self._started = time.perf_counter()
+        self._started_at = time.time()
+        self._queued = 0.0
+
+    @contextlib.contextmanager
+    def queued(self) -> Iterator[None]:
+        """Time spent in this block (waiting for a shared engine) is not the step's work: ``seconds``
+        leaves it out and the record notes it as ``queued_s``."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._queued += time.perf_counter() - started
 
     @property
     def workdir(self) -> Path:
@@ -78,13 +91,16 @@ class StepContext:
         return self._workdir
 
     def record(self, engine: str, *, device: str = "cpu", gpu: GpuUsage | None = None, load_s: float = 0.0, compute_s: float = 0.0, **notes: Any) -> StepRecord:
+        if self._queued >= 0.001:
+            notes = {**notes, "queued_s": round(self._queued, 3)}
         return StepRecord(
             step=self.step,
             engine=engine,
             device=device,
-            seconds=round(time.perf_counter() - self._started, 3),
+            seconds=round(time.perf_counter() - self._started - self._queued, 3),
             load_s=round(load_s, 3),
             compute_s=round(compute_s, 3),
+            started_at=round(self._started_at, 3),
             key=self.key,
             made_in=current_run_attempt(),
             gpu=gpu or GpuUsage(),
@@ -159,10 +175,17 @@ def run_engine_step(spec: EngineSpec, request: BaseModel, gpu: GpuSettings) -> S
     :func:`podforge.gpu.gpu_step`); ``spec`` has already been placed on this machine by the plan.
     """
     step = current_step()
-    with gpu_step(spec.name, spec.resources.device, spec.resources.vram_gb, gpu, in_process=spec.resources.env is None) as telemetry:
-        result = load_engine(spec).run(request, step.workdir)
+    loading = time.perf_counter()
+    engine = load_engine(spec)  # an in-process engine loads its model on first use in this process
+    load_s = time.perf_counter() - loading
+    with contextlib.ExitStack() as held:
+        with step.queued():
+            held.enter_context(engine.turn())
+        with gpu_step(spec.name, spec.resources.device, spec.resources.vram_gb, gpu, in_process=spec.resources.env is None) as telemetry:
+            result = engine.run(request, step.workdir)
     if telemetry.samples:
         write_samples(step.workdir / "nvml-samples.jsonl", telemetry.samples)
     device = telemetry.reported_device or spec.resources.device
-    record = step.record(spec.name, device=device, gpu=telemetry.usage, load_s=telemetry.load_s, compute_s=telemetry.compute_s)
+    load_s += telemetry.load_s  # a warm worker's model load, when this request started it
+    record = step.record(spec.name, device=device, gpu=telemetry.usage, load_s=load_s if load_s >= 0.001 else 0.0, compute_s=telemetry.compute_s)
     return StepOutput(record=record, result=result)

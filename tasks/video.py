@@ -6,6 +6,7 @@ from pathlib import Path
 
 from podforge.config import EpisodeTiming, GpuSettings, VideoSettings
 from podforge.engines.base import AvatarRequest, EngineSpec, VideoRequest, VideoResult
+from podforge.engines.registry import load_engine
 from podforge.media.encoders import EncoderChoice
 from podforge.media.layout import compose_layout, host_video_size
 from podforge.steps import StepOutput, current_step, run_engine_step, step_task
@@ -34,9 +35,11 @@ def video(master: StepOutput, captions: StepOutput, title: str, show: str, engin
     return output
 
 
-@step_task("avatar", version="2", key=("host", "portrait", "dialogue", "engine", "timing", "frame", "encoder"), task_run_name="avatar-{speaker}")
+@step_task("avatar", version="3", key=("host", "portrait", "dialogue", "engine", "timing", "frame", "encoder"), task_run_name="avatar-{speaker}")
 def avatar(speaker: str, host: int, portrait: Path, dialogue: StepOutput, engine: EngineSpec, timing: EpisodeTiming, frame: VideoSettings, hosts: int, encoder: EncoderChoice, gpu: GpuSettings) -> StepOutput:
-    """One host's talking head over the whole episode; it starts as soon as the dialogue exists."""
+    """One host's talking head over the whole episode; it starts as soon as the dialogue exists.
+
+    An engine that can returns an animation instead of a video: the layout renders it into the picture."""
     track = dialogue.result
     width, height = host_video_size(frame.layout, hosts, frame.width, frame.height)
     request = AvatarRequest(
@@ -52,6 +55,7 @@ def avatar(speaker: str, host: int, portrait: Path, dialogue: StepOutput, engine
         encoder=encoder.name,
         encoder_options=encoder.options,
         seed=host,
+        deliver="animation",
     )
     output = run_engine_step(engine, request, gpu)
     output.record.notes.update(output.result.notes)  # what the engine decided and checked (lip-sync self-check…)
@@ -60,14 +64,18 @@ def avatar(speaker: str, host: int, portrait: Path, dialogue: StepOutput, engine
     return output
 
 
-@step_task("layout", version="2", key=("avatars", "dialogue", "captions.result.ass", "timing", "frame", "encoder", "ffmpeg"))
-def layout(avatars: list[StepOutput], dialogue: StepOutput, captions: StepOutput, timing: EpisodeTiming, frame: VideoSettings, encoder: EncoderChoice, ffmpeg: str | None) -> StepOutput:
-    """The talking heads (``avatars[host]``) side by side, the speaker highlighted, or cut to the speaker; captions burned in."""
+@step_task("layout", version="3", key=("avatars", "engine", "dialogue", "captions.result.ass", "timing", "frame", "encoder", "ffmpeg"))
+def layout(avatars: list[StepOutput], engine: EngineSpec, dialogue: StepOutput, captions: StepOutput, timing: EpisodeTiming, frame: VideoSettings, encoder: EncoderChoice, ffmpeg: str | None) -> StepOutput:
+    """The talking heads (``avatars[host]``) side by side, the speaker highlighted, or cut to the speaker; captions burned in.
+
+    A host delivered as an animation is rendered by its ``engine`` straight into the picture: the
+    episode's picture is encoded once."""
     step = current_step()
     duration_s = timing.episode_s(dialogue.result.timeline.duration_s)
     out = step.workdir / "video.mp4"
+    pictures = [load_engine(engine).frames(avatar.result) if avatar.result.animation else avatar.result.video for avatar in avatars]
     made = compose_layout(
-        [avatar.result.video for avatar in avatars],
+        pictures,
         turns_from_lines(dialogue.result.timeline.shifted(timing.intro_s), duration_s),
         out,
         duration_s=duration_s,

@@ -192,7 +192,7 @@ def test_a_failed_mux_resumes_without_redoing_upstream_steps(prefect_api, tmp_pa
     from podforge.engines.audiogram import AudiogramEngine
     from podforge.engines.piper import PiperEngine
     from podforge.engines.procedural_music import ProceduralMusicEngine
-    import tasks.mux
+    import podforge.media.mux
 
     script = _episode_script(tmp_path)
     config = tmp_path / "deterministic.yaml"
@@ -205,19 +205,19 @@ def test_a_failed_mux_resumes_without_redoing_upstream_steps(prefect_api, tmp_pa
     assert done.returncode == 0, done.stderr[-2000:]
 
     speech, music, video = (Counter(monkeypatch, cls, "run") for cls in (PiperEngine, ProceduralMusicEngine, AudiogramEngine))
-    real_mux = tasks.mux.mux_mp4
+    real_mux = podforge.media.mux.mux_mp4
 
     def broken_mux(*args, **kwargs):
         raise OSError("disk full (injected)")
 
     out = tmp_path / "out"
-    monkeypatch.setattr(tasks.mux, "mux_mp4", broken_mux)
+    monkeypatch.setattr(podforge.media.mux, "mux_mp4", broken_mux)
     with pytest.raises(OSError, match="injected"):
         episode(script=str(script), config=[str(config)], out_dir=str(out))
     assert (speech.calls, music.calls, video.calls) == (3, 1, 1)
     assert not (out / script.stem).exists() and not any(out.rglob("episode.*"))
 
-    monkeypatch.setattr(tasks.mux, "mux_mp4", real_mux)
+    monkeypatch.setattr(podforge.media.mux, "mux_mp4", real_mux)
     manifest = episode(script=str(script), config=[str(config)], out_dir=str(out))
 
     assert (speech.calls, music.calls, video.calls) == (3, 1, 1), "upstream engines ran again"

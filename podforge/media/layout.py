@@ -1,9 +1,9 @@
 """Frames into ffmpeg through a pipe, and the multi-host layout that shows who speaks.
 
 :class:`RawVideoWriter` streams RGB frames to ffmpeg's stdin (``rawvideo``), so a video of any length is
-made with one frame in memory and no file per frame. :func:`compose_layout` reads one video per host
-(a talking portrait, or any other picture for a host without one, such as that host's audiogram) frame
-by frame with PyAV and lays them out for the episode:
+made with one frame in memory and no file per frame. :func:`compose_layout` takes one picture per host,
+a video file (decoded frame by frame with PyAV) or frames rendered on demand (a talking portrait drawn
+straight into the layout, so the episode's picture is encoded once), and lays them out for the episode:
 
 * ``side_by_side``: every host in a tile; the speaking host's tile at full brightness with a coloured
   frame, the others dimmed;
@@ -19,7 +19,7 @@ import bisect
 import math
 import subprocess
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Literal, NamedTuple
@@ -51,6 +51,9 @@ frames written until then are all still here; past this many bytes they are drop
 
 class RawVideoWriter:
     """Encode RGB frames written one by one to an MP4, atomically (the file appears only when complete).
+
+    Frames are converted to yuv420p here (OpenCV, BT.601 limited range like ffmpeg's own conversion), so
+    half as many bytes cross the pipe and ffmpeg spends its time encoding.
 
     ``captions_ass``, when given, is burned into the picture on the way (ffmpeg's ``ass`` filter).
 
@@ -87,10 +90,13 @@ class RawVideoWriter:
         self.binary = binary
         self.frames = 0
         self.fallback: str | None = None
-        self._frame_bytes = width * height * 3
+        self._frame_bytes = width * height * 3 // 2  # yuv420p
         self._kept: list[bytes] | None = [] if encoder == "h264_nvenc" else None
         self._atomic = atomic_path(self.path)
         self._tmp: Path | None = None
+        import cv2
+
+        self._cv2 = cv2
         self._process: subprocess.Popen | None = None
         self._log = tempfile.TemporaryFile()
 
@@ -101,7 +107,7 @@ class RawVideoWriter:
 
     def _start(self) -> None:
         assert self._tmp is not None
-        picture = ffmpeg_graph.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{self.width}x{self.height}", framerate=self.fps)
+        picture = ffmpeg_graph.input("pipe:", format="rawvideo", pix_fmt="yuv420p", s=f"{self.width}x{self.height}", framerate=self.fps)
         if self.captions_ass is not None:
             picture = picture.filter("ass", filename=str(self.captions_ass))  # burned in by libass
         graph = picture.output(str(self._tmp), vcodec=self.encoder, pix_fmt="yuv420p", an=None, **self.encoder_options)
@@ -111,7 +117,8 @@ class RawVideoWriter:
     def write(self, frame: np.ndarray) -> None:
         if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
             raise ValueError(f"frame must be uint8 {self.height}×{self.width}×3, got {frame.dtype} {frame.shape}")
-        data = np.ascontiguousarray(frame).tobytes() if self._kept is not None else np.ascontiguousarray(frame).data
+        yuv = self._cv2.cvtColor(frame, self._cv2.COLOR_RGB2YUV_I420)
+        data = yuv.tobytes() if self._kept is not None else yuv.data
         if self._kept is not None:
             self._kept.append(data)
             if len(self._kept) * self._frame_bytes > NVENC_REPLAY_BYTES:
@@ -203,7 +210,7 @@ class LayoutOutput(NamedTuple):
 
 
 def compose_layout(
-    videos: list[Path],
+    videos: Sequence[Path | Iterable[np.ndarray]],
     turns: Sequence[SpeakerTurn],
     out: Path,
     *,
@@ -217,20 +224,22 @@ def compose_layout(
     captions_ass: Path | None = None,
     binary: str | None = None,
 ) -> LayoutOutput:
-    """Lay out one video per host (``videos[host]``) for ``duration_s``; the frames written and the encoder used.
+    """Lay out one picture per host (``videos[host]``: a video file, or RGB frames) for ``duration_s``;
+    the frames written and the encoder used.
 
-    A video shorter than the episode holds its last frame; frames are taken in order at ``fps`` (the
-    host videos are expected at the same rate, as the avatar engines make them).
+    A picture shorter than the episode holds its last frame; frames are taken in order at ``fps`` (the
+    host pictures are expected at the same rate, as the avatar engines make them).
     """
     unknown = {turn.host for turn in turns} - set(range(len(videos)))
     if unknown:
         raise EngineError(f"no video for host(s) {', '.join(str(host + 1) for host in sorted(unknown))} in the layout", field="hosts")
     index = TurnIndex(turns, fps)
     tiles = tile_rectangles(len(videos), width, height) if mode == "side_by_side" else [(0, 0, width, height)] * len(videos)
-    readers = [_frames(path) for path in videos]
+    readers = [_frames(video) if isinstance(video, Path) else iter(video) for video in videos]
     latest: dict[int, np.ndarray] = {}
     total = frame_count(duration_s, fps)
     canvas = np.empty((height, width, 3), dtype=np.uint8)
+    canvas[:] = BACKGROUND_RGB  # the tiles are pasted over the same places every frame: the rest stays
     with RawVideoWriter(out, width, height, fps, encoder=encoder, encoder_options=encoder_options, captions_ass=captions_ass, binary=binary) as writer:
         for frame_number in range(total):
             for host, reader in enumerate(readers):
@@ -238,9 +247,8 @@ def compose_layout(
                 if picture is not None:
                     latest[host] = picture
                 elif host not in latest:
-                    raise EngineError(f"host {host + 1}'s video has no frames", file=videos[host], field="video")
+                    raise EngineError(f"host {host + 1}'s picture has no frames", file=videos[host] if isinstance(videos[host], Path) else None, field="video")
             active = index.host_at(frame_number)
-            canvas[:] = BACKGROUND_RGB
             if mode == "cut":
                 _paste_fit(canvas, latest[active], tiles[0])
             else:
