@@ -96,4 +96,4 @@ def episode(script: str = "", script_text: str = "", config: list[str] | None = 
     containers = mux.submit(video=picture, master=master, levels=cfg.mix.levels(), encoding=cfg.publish.encoding(), ffmpeg=cfg.ffmpeg)
 
     outputs = ProgressBoard(plan.script.slug).follow([bed, *clips, *checked, track, master, subtitles, *heads, picture, containers])
-    return publish(script=plan.script, outputs=outputs, out_dir=out_dir, settings=cfg.publish, intro_s=timing.intro_s, price_as=cfg.gpu.price_as, warnings=plan.warnings)
+    return publish(plan=plan, outputs=outputs, out_dir=out_dir, settings=cfg.publish, price_as=cfg.gpu.price_as, qa=cfg.qa)

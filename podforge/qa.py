@@ -30,6 +30,7 @@ from pydantic import BaseModel, Field
 from podforge.config import QaSettings
 from podforge.engines.base import AsrResult, SpeechResult
 from podforge.media.audio import read_mono
+from podforge.media.quality import QualityCheck, at_most
 from podforge.textnorm import normalize_text
 from podforge.timing import WordTiming
 
@@ -371,3 +372,13 @@ def summarise(checks: list[LineCheck], host_names: list[str], asr: str, max_wer:
         )
     flagged = [FlaggedLine(line=c.line, speaker=host_names[c.host], text=c.text, heard=c.heard, wer=c.wer) for c in checks if c.flagged]
     return QaSummary(asr=asr, max_wer=max_wer, hosts=rows, flagged=flagged)
+
+
+def qa_checks(summary: QaSummary) -> list[QualityCheck]:
+    """Each host's word error rate (the takes kept) as a quality check against ``qa.max_wer``."""
+    checks = []
+    for host in summary.hosts:
+        flagged = [f"{line.text[:40]!r} heard as {line.heard[:40]!r}" for line in summary.flagged if line.speaker == host.speaker]
+        detail = f"{host.lines} lines, {host.retakes} retakes, heard by {summary.asr}" + (f"; still bad: {'; '.join(flagged)}" if flagged else "")
+        checks.append(at_most("speech word error rate", host.wer, summary.max_wer, scope=host.speaker, detail=detail))
+    return checks

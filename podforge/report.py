@@ -64,5 +64,6 @@ def quality_table(manifest: EpisodeManifest) -> list[str]:
     verdict = "all pass" if manifest.quality_passed else f"{sum(not check.passed for check in manifest.quality)} FAIL"
     rows = [f"## Quality ({verdict})", "", "| check | where | value | target | | |", "|---|---|---:|---|:---:|---|"]
     for check in manifest.quality:
-        rows.append(f"| {check.name} | {check.scope} | {check.shown_value()} | {check.target} {check.unit} | {'pass' if check.passed else '**FAIL**'} | {check.detail} |")
+        where, detail = escape_markdown(check.scope), escape_markdown(check.detail)  # host names and heard words come from outside
+        rows.append(f"| {check.name} | {where} | {check.shown_value()} | {check.target} {check.unit} | {'pass' if check.passed else '**FAIL**'} | {detail} |")
     return [*rows, ""]

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from podforge.config import EpisodeTiming
 from podforge.io import write_text_atomic
-from podforge.media.captions import CAPTION_RULES_VERSION, CaptionStats, build_cues, caption_stats, to_ass, to_srt, to_vtt
+from podforge.media.captions import CAPTION_RULES_VERSION, CaptionStats, build_cues, caption_checks, caption_stats, to_ass, to_srt, to_vtt
+from podforge.media.quality import QualityCheck
 from podforge.steps import StepOutput, current_step, step_task
 
 
@@ -18,9 +19,10 @@ class Captions(BaseModel):
     ass: Path
     cues: int
     stats: CaptionStats
+    quality: list[QualityCheck] = Field(default_factory=list, description="the caption targets, checked (for the manifest)")
 
 
-@step_task("captions", version=f"3.{CAPTION_RULES_VERSION}", key=("dialogue", "hosts", "timing", "frame"))
+@step_task("captions", version=f"4.{CAPTION_RULES_VERSION}", key=("dialogue", "hosts", "timing", "frame"))
 def captions(dialogue: StepOutput, hosts: list[str], timing: EpisodeTiming, frame: tuple[int, int]) -> StepOutput:
     """``hosts`` are the names the sidecar files show (the burned-in cues carry none); ``frame`` is the
     picture size the burn-in is laid out for."""
@@ -36,5 +38,6 @@ def captions(dialogue: StepOutput, hosts: list[str], timing: EpisodeTiming, fram
         ass=write_text_atomic(step.workdir / "episode.ass", to_ass(build_cues(lines, end_s), width, height)),
         cues=len(named),
         stats=stats,
+        quality=caption_checks(stats),
     )
     return StepOutput(record=step.record("podforge", cues=len(named), cps_max=stats.cps_max, cues_over_cps=stats.cues_over_cps), result=result)

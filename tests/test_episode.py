@@ -93,6 +93,28 @@ def test_demo_two_real_voices_are_heard_line_by_line_by_the_speech_qa(demo):
     assert all(check.flagged == (check.wer > 0.3) and check.heard for check in checks)
 
 
+def test_demo_manifest_checks_its_own_quality_and_the_report_shows_it(demo):
+    """Every kind of self-check reaches the manifest: the mix, each delivered file, the captions, each host's
+    lip sync and each host's speech heard by the recogniser; and they agree with measurements made here."""
+    from podforge.media.captions import caption_stats, parse_srt
+    from podforge.media.ffmpeg import measure_loudness
+
+    episode, manifest = demo
+    checks = {(check["name"], check["scope"]): check for check in manifest["quality"]}
+    assert all(check["passed"] for check in checks.values()), [check for check in checks.values() if not check["passed"]]
+    for host in ("ALEX", "SAM"):
+        assert checks[("lip sync self-check", host)]["value"] >= 0.3
+        assert checks[("speech word error rate", host)]["value"] < 0.1
+    assert {"episode.mp3", "episode.mp4", "episode.wav"} <= {scope for _, scope in checks}
+    stats = caption_stats(parse_srt((episode / "episode.srt").read_text()))
+    assert checks[("longest caption line", "captions")]["value"] == stats.max_line_chars
+    assert checks[("shortest cue", "captions")]["value"] == pytest.approx(stats.min_duration_s, abs=0.01)
+    loudness = measure_loudness(episode / "episode.mp3")
+    assert manifest["loudness"]["integrated_lufs"] == pytest.approx(loudness.integrated_lufs, abs=0.05)
+    report = (episode / "report.md").read_text()
+    assert "lip sync self-check" in report and "speech word error rate" in report and "longest caption line" in report
+
+
 def test_demo_mp4_is_h264_and_aac_and_lasts_speech_plus_intro_and_outro(demo):
     episode, manifest = demo
     info = probe(episode / "episode.mp4")

@@ -21,6 +21,7 @@ from typing import Annotated, Any, ClassVar, Generic, Literal, NamedTuple, TypeV
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from podforge.errors import ConfigError
+from podforge.media.quality import QualityCheck
 from podforge.timing import Alignment, SpeakerAlignment, WordTiming
 
 EngineKind = Literal["speech", "music", "video", "avatar", "asr"]
@@ -164,6 +165,7 @@ class AvatarResult(BaseModel):
     frames: int
     encoder: str = Field(description="the H.264 encoder of the video; empty for an animation")
     notes: dict[str, str] = Field(default_factory=dict, description="what the engine decided (downscaled portrait, chunks…)")
+    quality: list[QualityCheck] = Field(default_factory=list, description="what the engine checked about its own output (lip sync), for the manifest")
 
     @model_validator(mode="after")
     def _a_picture(self) -> AvatarResult:

@@ -49,6 +49,7 @@ from podforge.engines.base import AvatarRequest, AvatarResult, Engine, EngineSet
 from podforge.errors import EngineError, ScriptError
 from podforge.io import atomic_path
 from podforge.media.layout import RawVideoWriter, frame_count
+from podforge.media.quality import QualityCheck
 from podforge.media.portraits import Box, FaceGeometry, NoFrontalFace, Portrait, find_face, load_portrait, portrait_field
 from podforge.timing import PhonemeTiming, SpeakerAlignment
 
@@ -276,6 +277,14 @@ class LipSyncCheck(BaseModel):
     mouth_source: str = Field(default="rendered picture", description="where that mouth was found: the rendered picture, or the portrait's landmarks when the detector misses the framed face")
     animated: Box | None = Field(default=None, description="where the rig parts the lips at full openness")
     reason: str = ""
+
+    def quality(self, speaker: str) -> QualityCheck:
+        """The self-check as the manifest's quality check for this host (value: the share of the mouth covered)."""
+        detail = self.reason or f"opening {self.offset_px:.0f} px from the mouth found in the {self.mouth_source}"
+        return QualityCheck(
+            name="lip sync self-check", scope=speaker, value=round(self.overlap, 2), unit="of the mouth",
+            target=f"≥ {MIN_MOUTH_OVERLAP:g}, offset ≤ {MAX_MOUTH_OFFSET:g} mouth widths", passed=self.passed, detail=detail,
+        )
 
     def notes(self) -> dict[str, str]:
         """Flat strings for the avatar result's notes (the manifest and the report read these)."""
@@ -576,7 +585,7 @@ class PortraitEngine(Engine[AvatarRequest, AvatarResult]):
 
     name = "portrait"
     kind = "avatar"
-    version = "2"  # 2: face and mouth from landmarks
+    version = "3"  # 2: face and mouth from landmarks; 3: animations for the layout, the self-check as a quality check
     Request = AvatarRequest
     Result = AvatarResult
     Settings = PortraitSettings
@@ -603,14 +612,14 @@ class PortraitEngine(Engine[AvatarRequest, AvatarResult]):
             notes["portrait"] = f"downscaled from {portrait.original_size[0]}×{portrait.original_size[1]} to {portrait.rgb.shape[1]}×{portrait.rgb.shape[0]} (file unchanged)"
         if request.deliver == "animation":
             animation = Animation(portrait=request.portrait, speaker=request.speaker, width=width, height=height, curves=curves, closure=closure, motion=motion)
-            return AvatarResult(animation=animation.save(workdir / "animation.npz"), frames=frames, encoder="", notes=notes)
+            return AvatarResult(animation=animation.save(workdir / "animation.npz"), frames=frames, encoder="", notes=notes, quality=[check.quality(request.speaker)])
         video = workdir / "avatar.mp4"
         with RawVideoWriter(video, width, height, request.fps, encoder=request.encoder, encoder_options=request.encoder_options) as writer:
             for frame in animate_frames(rig, curves, closure, motion):
                 writer.write(frame)
         if writer.fallback:
             notes["encoder_fallback"] = writer.fallback
-        return AvatarResult(video=video, frames=writer.frames, encoder=writer.encoder, notes=notes)
+        return AvatarResult(video=video, frames=writer.frames, encoder=writer.encoder, notes=notes, quality=[check.quality(request.speaker)])
 
     def frames(self, result: AvatarResult) -> Iterator[np.ndarray]:
         """The frames of an animation this engine delivered (``result.animation``), rendered one by one."""

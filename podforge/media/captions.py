@@ -30,6 +30,7 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, Field, computed_field
 
+from podforge.media.quality import QualityCheck, at_least, at_most
 from podforge.textnorm import time_written_words
 from podforge.timing import TimedLine, WordTiming
 
@@ -133,6 +134,20 @@ class CaptionStats(BaseModel):
         if self.overlaps:
             found.append(f"{self.overlaps} cues overlap the next")
         return found
+
+
+def caption_checks(stats: CaptionStats) -> list[QualityCheck]:
+    """The caption targets as quality checks: reading speed (where the audio allows it), line length,
+    lines per cue and the shortest cue."""
+    forced = stats.cues_over_cps_unavoidable or 0
+    avoidable = stats.cues_over_cps - forced
+    speed_detail = f"fastest {stats.cps_max:.1f} chars/s, median {stats.cps_median:.1f}" + (f"; {forced} more forced by the audio" if forced else "")
+    return [
+        at_most(f"cues over {stats.max_cps_target:g} chars/s", avoidable, 0, unit="cues", scope="captions", detail=speed_detail),
+        at_most("longest caption line", stats.max_line_chars, stats.max_line_chars_target, unit="chars", scope="captions"),
+        at_most("lines in a cue", stats.max_lines, stats.max_lines_target, scope="captions"),
+        at_least("shortest cue", stats.min_duration_s, stats.min_duration_target_s, unit="s", scope="captions", detail=f"{stats.cues} cues"),
+    ]
 
 
 # --- building cues -----------------------------------------------------------------------------------
