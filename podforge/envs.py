@@ -178,8 +178,14 @@ def env_hash(name: str) -> str:
     return digest.hexdigest()
 
 
+ENVS_DIR_VARIABLE = "PODFORGE_ENVS_DIR"
+
+
 def envs_root() -> Path:
-    return podforge_home() / "envs"
+    """Where engine environments are built: ``PODFORGE_ENVS_DIR`` when set (environments shared between
+    homes, e.g. by ``make test-heavy`` runs or a CI cache), else ``PODFORGE_HOME/envs``."""
+    shared = os.environ.get(ENVS_DIR_VARIABLE)
+    return Path(shared).expanduser().resolve() if shared else podforge_home() / "envs"
 
 
 def env_dir(name: str) -> Path:
