@@ -435,3 +435,11 @@ def test_a_gpu_newer_than_the_torch_kernels_gets_the_exact_build_to_use():
     ampere_minor = dict(hopper, capability="8.7", device_name="Jetson Orin")  # sm_80/sm_86 cubins run on 8.7
     assert not messages(doctor.arch_findings(ampere_minor, "sadtalker"), "error")
     assert doctor.arch_findings({"version": "2.13.0+cpu"}, "musicgen") == []  # no GPU: nothing to compare
+
+
+def test_podforge_envs_dir_moves_every_environment_out_of_the_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("PODFORGE_ENVS_DIR", str(tmp_path / "shared-envs"))
+    assert envs.envs_root() == (tmp_path / "shared-envs").resolve()
+    assert envs.env_dir("isolation-check").parent == (tmp_path / "shared-envs").resolve()
+    monkeypatch.delenv("PODFORGE_ENVS_DIR")
+    assert envs.envs_root() == envs.podforge_home() / "envs"
