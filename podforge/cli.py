@@ -21,6 +21,7 @@ from podforge.envs_cli import envs_app, estimate_command
 from podforge.errors import PodforgeError, squash
 from podforge.output import describe_os_error
 from podforge.prefect_env import configure_prefect_environment, ensure_prefect_home
+from podforge.prefect_server import TemporaryServer, launch_early
 from podforge.training_cli import adapters_app, train_music_command
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Podforge: scripts in, publishable podcast episodes out.")
@@ -81,6 +82,7 @@ def run(
     if not verbose:  # run logs (a failed step's traceback among them) go to Prefect's API only; errors print as one line
         os.environ.setdefault(QUIET_CONSOLE, "CRITICAL")
     configure_prefect_environment(quiet=not verbose)  # before anything imports Prefect
+    early_server = launch_early()  # boots on one core while this process imports and checks on the other
     logging.getLogger("podforge").setLevel(logging.INFO if verbose else logging.ERROR)  # the checks stay one line
     overrides = _engine_overrides(speech, music, video, assets)
     try:
@@ -92,7 +94,7 @@ def run(
     for warning in warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     ensure_prefect_home()
-    manifest = _run_with_progress(slug, script, config, overrides, out, max_workers)
+    manifest = _run_with_progress(slug, script, config, overrides, out, max_workers, early_server)
     _print_summary(manifest)
 
 
@@ -116,7 +118,7 @@ def serve(
         _fail(exc.one_line(), code=2)
 
 
-def _run_with_progress(slug: str, script: Path, config: list[Path], overrides: dict[str, Any], out: Path, max_workers: int | None):
+def _run_with_progress(slug: str, script: Path, config: list[Path], overrides: dict[str, Any], out: Path, max_workers: int | None, early_server: TemporaryServer | None):
     from flows.episode import episode
     from podforge.prefect_env import episode_task_runner
     from podforge.prefect_server import PrefectServerError, prefect_api
@@ -130,7 +132,7 @@ def _run_with_progress(slug: str, script: Path, config: list[Path], overrides: d
         bar = progress.add_task(f"{slug}: starting Prefect", total=None)
         remove = add_listener(lambda step, done, total: progress.update(bar, description=f"{slug}: {step} done", completed=done, total=total))
         try:
-            with prefect_api():  # PREFECT_API_URL's server, else a temporary one that dies with this process
+            with prefect_api(early_server):  # PREFECT_API_URL's server, else a temporary one that dies with this process
                 return episode(script=str(script), config=[str(p) for p in config], overrides=overrides or None, out_dir=str(out))
         except PrefectServerError as exc:
             _fail(exc.one_line(), code=1)

@@ -24,6 +24,7 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
@@ -160,19 +161,25 @@ class TemporaryServer:
         self.process: subprocess.Popen | None = None
         self.api_url = ""
 
+    def launch(self) -> None:
+        """Start the server process on a free port without waiting for it (:meth:`start` waits)."""
+        if not self.process:
+            atexit.register(self.stop)  # also when the caller never reaches its own clean-up
+        port = free_port()
+        self.api_url = f"http://127.0.0.1:{port}/api"
+        output = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115 - the child keeps it
+        try:
+            self.process = subprocess.Popen(server_command("127.0.0.1", port), env=server_environment(ephemeral=True), stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT)
+        finally:
+            if self.log:
+                output.close()
+
     def start(self, attempts: int = 3) -> str:
-        """Start the server and wait until it answers; returns its API URL."""
-        env = server_environment(ephemeral=True)
-        atexit.register(self.stop)  # also when the caller never reaches its own clean-up
+        """Start the server (unless :meth:`launch` already did) and wait until it answers; returns its API URL."""
         for _ in range(attempts):
-            port = free_port()
-            self.api_url = f"http://127.0.0.1:{port}/api"
-            output = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115 - the child keeps it
-            try:
-                self.process = subprocess.Popen(server_command("127.0.0.1", port), env=env, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT)
-            finally:
-                if self.log:
-                    output.close()
+            if self.process is None:
+                self.launch()
+            assert self.process is not None
             try:
                 wait_until_healthy(self.api_url, self.process, self.log)
                 return self.api_url
@@ -180,6 +187,7 @@ class TemporaryServer:
                 if self.process.poll() != UVICORN_ADDRESS_IN_USE:  # another process took the port: try another
                     self.stop()
                     raise
+                self.process = None
         raise PrefectServerError(f"no free port for the temporary Prefect server after {attempts} attempts")
 
     def stop(self) -> None:
@@ -195,10 +203,44 @@ class TemporaryServer:
         self.process = None
 
 
+def launch_early() -> TemporaryServer | None:
+    """``podforge run``'s temporary server, started before the CLI imports Prefect and checks the script,
+    so that its start-up overlaps them; :func:`prefect_api` waits for it.
+
+    None where no temporary server will be needed (``PREFECT_API_URL`` set, in the environment or the
+    active Prefect profile, read without importing Prefect) or where its database does not exist yet: a
+    run that stops at once on bad input must not leave a first migration half done.
+    """
+    if configured_api_url() or not (prefect_home() / "prefect.db").is_file():
+        return None
+    server = TemporaryServer(log=_temporary_server_log())
+    server.launch()
+    return server
+
+
+def configured_api_url() -> str | None:
+    """``PREFECT_API_URL`` from the environment, else from the active profile in ``profiles.toml``."""
+    if os.environ.get("PREFECT_API_URL"):
+        return os.environ["PREFECT_API_URL"]
+    profiles = Path(os.environ.get("PREFECT_PROFILES_PATH") or prefect_home() / "profiles.toml")
+    try:
+        document = tomllib.loads(profiles.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    active = os.environ.get("PREFECT_PROFILE") or document.get("active", "ephemeral")
+    return document.get("profiles", {}).get(active, {}).get("PREFECT_API_URL")
+
+
+def _temporary_server_log() -> Path:
+    logs = podforge_home() / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    return logs / "temporary-server.log"
+
+
 @contextlib.contextmanager
-def prefect_api() -> Iterator[str]:
+def prefect_api(early: TemporaryServer | None = None) -> Iterator[str]:
     """Point Prefect at its configured API (``PREFECT_API_URL``, from the environment or a profile), else at
-    a :class:`TemporaryServer` for this block.
+    a :class:`TemporaryServer` for this block (``early``, when :func:`launch_early` started one).
 
     Must be entered from the main thread (see :mod:`podforge.lifeline`).
     """
@@ -206,11 +248,11 @@ def prefect_api() -> Iterator[str]:
 
     configured = PREFECT_API_URL.value()
     if configured:
+        if early is not None:
+            early.stop()
         yield configured
         return
-    logs = podforge_home() / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    server = TemporaryServer(log=logs / "temporary-server.log")
+    server = early or TemporaryServer(log=_temporary_server_log())
     try:
         api_url = server.start()
         with temporary_settings(updates={PREFECT_API_URL: api_url}):
