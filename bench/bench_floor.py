@@ -13,6 +13,8 @@ machine's load hits all of them):
   an empty cache (a new ``PODFORGE_HOME``) and a warm Prefect database (one ``PREFECT_HOME``, migrated
   before the first round): music, mix and master, captions, audiogram, MP4 and MP3, publishing.
 * **flow, talking heads**: the same script with a portrait for each host.
+* **flow + speech QA**: the first flow with the default ``qa:`` (Whisper hears every line), which the
+  floor does not do; the two flows above run with ``qa: {asr: off}`` to compare like with like.
 
 Then the phases of the last round's flows, from their manifests (every step records when it started,
 its seconds, and the time it queued for a shared engine), and three start-up costs measured alone:
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -95,17 +98,18 @@ def floor(script_path: Path, out: Path) -> dict:
 
 
 def with_portraits(script: Path, folder: Path) -> Path:
-    """The script with a portrait for each of its two hosts."""
+    """The script with a portrait for each of its two hosts (copied beside it: scripts read only their own folder)."""
     text = script.read_text(encoding="utf-8")
     hosts = [line.split(":")[0].strip() for line in text.split("hosts:\n", 1)[1].split("\n") if line.startswith("  ")][:2]
     for host, picture in zip(hosts, ("alex.jpg", "sam.jpg")):
-        text = text.replace(f"  {host}: {{voice:", f"  {host}: {{portrait: {PORTRAITS / picture}, voice:", 1)
+        shutil.copyfile(PORTRAITS / picture, folder / picture)
+        text = text.replace(f"  {host}: {{voice:", f"  {host}: {{portrait: {picture}, voice:", 1)
     path = folder / f"{script.stem}-heads.md"
     path.write_text(text.replace("slug: ", "slug: heads-", 1), encoding="utf-8")
     return path
 
 
-def measure(variant: str, script: Path, prefect_home: Path) -> dict:
+def measure(variant: str, script: Path, prefect_home: Path, config: Path | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="podforge-bench-floor-") as scratch:
         out = Path(scratch) / "out"
         out.mkdir()
@@ -114,7 +118,7 @@ def measure(variant: str, script: Path, prefect_home: Path) -> dict:
         if variant == "floor":
             command = [sys.executable, __file__, "--floor-child", str(script), str(out)]
         else:
-            command = [sys.executable, "-m", "podforge", "run", str(script), "--out", str(out)]
+            command = [sys.executable, "-m", "podforge", "run", str(script), "--out", str(out), *(["--config", str(config)] if config else [])]
         load = os.getloadavg()[0]
         started_at, started = time.time(), time.perf_counter()
         done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=False)
@@ -246,9 +250,12 @@ def main() -> None:
         script = args.script.resolve()
         heads = with_portraits(script, Path(home))
         alone(PER_TASK, prefect_home)  # migrates the database: warm from here on
+        no_qa = Path(home) / "qa-off.yaml"
+        no_qa.write_text("qa: {asr: off}\n", encoding="utf-8")  # the floor does no speech QA: like for like
+        variants = (("floor", "floor", script, None), ("flow", "flow", script, no_qa), ("flow, talking heads", "flow", heads, no_qa), ("flow + speech QA", "flow", script, None))
         rounds = []
         for _ in range(args.rounds):
-            rounds.append({name: measure(variant, path, prefect_home) for name, variant, path in (("floor", "floor", script), ("flow", "flow", script), ("flow, talking heads", "flow", heads))})
+            rounds.append({name: measure(variant, path, prefect_home, config) for name, variant, path, config in variants})
         preflight = alone(PREFLIGHT, prefect_home)[0]
         server, server_imports = alone(SERVER, prefect_home)
         per_task = alone(PER_TASK, prefect_home)[0]
