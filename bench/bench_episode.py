@@ -6,6 +6,7 @@ The loop and the first flow render the audiogram; the last variant gives both ho
 (talking heads, side by side). Each variant runs in a fresh process with an empty cache (PODFORGE_HOME in a temp folder), so nothing is
 reused. It reports wall time, real-time factor (wall / episode duration), peak RSS of the process and of
 its children (ffmpeg), and the orchestration overhead (flow − loop) measured side by side in one run.
+The flows run with ``qa: {asr: off}``: the loop has no speech QA step (``bench_qa.py`` measures its cost).
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def run_flow(script: Path, out: Path) -> dict:
     from flows.episode import episode
 
     started = time.perf_counter()
-    manifest = episode(script=str(script), out_dir=str(out))
+    manifest = episode(script=str(script), out_dir=str(out), overrides={"qa": {"asr": "off"}})  # the loop does no speech QA
     return {"wall_s": time.perf_counter() - started, "episode_s": manifest.duration_s, "lines": sum(s.step == "speech" for s in manifest.steps)}
 
 
