@@ -19,6 +19,15 @@ class FileEntry(BaseModel):
     bytes: int
 
 
+class SpokenAs(BaseModel):
+    """A stretch of a script line that the voices say differently from how it is written ("$4/hr")."""
+
+    line: int = Field(description="the line's number in the script file")
+    speaker: str
+    written: str
+    spoken: str
+
+
 class ManifestStep(BaseModel):
     step: str
     key: str = Field(description="the step's content key (its work folder: artifacts/<step>/<key[:24]>)")
@@ -55,6 +64,7 @@ class EpisodeManifest(BaseModel):
     quality: list[QualityCheck] = Field(default_factory=list, description="what the episode measured about itself, each against its target")
     files: dict[str, FileEntry]
     feed: Path = Field(description="the show's RSS feed that lists this episode")
+    spoken_as: list[SpokenAs] = Field(default_factory=list, description="where the text as spoken (numbers, money, code read out) differs from the script")
     warnings: list[str] = Field(default_factory=list, description="what the pre-flight noticed and the episode survived (shared voices, letters a voice cannot read)")
 
     @property

@@ -33,7 +33,7 @@ from podforge.config import PublishSettings
 from podforge.dialogue import DialogueTrack
 from podforge.errors import OutputError
 from podforge.io import copy_atomic, fault_point, remove_orphan_temps, sha256_file, temp_marker, write_text_atomic
-from podforge.manifest import EpisodeManifest, FileEntry
+from podforge.manifest import EpisodeManifest, FileEntry, SpokenAs
 from podforge.media.cards import render_cover
 from podforge.media.ffmpeg import Loudness, probe
 from podforge.media.quality import QualityCheck
@@ -44,6 +44,7 @@ from podforge.publishing.id3 import tag_episode_mp3
 from podforge.report import render_report
 from podforge.script import Script
 from podforge.steps import StepContext, StepRecord
+from podforge.textnorm import rewrites
 
 DURATION_TOLERANCE_S = 0.5
 """How far a published medium's duration may be from the manifest's (MP3 and AAC frames pad the ends)."""
@@ -135,6 +136,17 @@ def publish_episode(
     return manifest
 
 
+def spoken_as(script: Script) -> list[SpokenAs]:
+    """Every stretch of the script that text normalisation reads out differently, line by line (acronyms
+    merely spelled out, "GPU" as "G P U", are left out: they read as written)."""
+    return [
+        SpokenAs(line=line.source_line, speaker=line.speaker, written=rewrite.written, spoken=rewrite.spoken)
+        for line in script.lines
+        for rewrite in rewrites(line.text, script.meta.language)
+        if rewrite.spoken.replace(" ", "") != rewrite.written
+    ]
+
+
 def _stage(
     staging: Path,
     target: Path,
@@ -186,6 +198,7 @@ def _stage(
         gpu_priced_as=price_as,
         steps=rows,
         quality=quality,
+        spoken_as=spoken_as(script),
         files={name: FileEntry(path=name, sha256=sha256_file(path), bytes=path.stat().st_size) for name, path in staged.items()},
         feed=show_dir(target.parent, meta.show) / FEED_FILE,
         warnings=warnings,

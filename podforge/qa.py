@@ -378,7 +378,7 @@ def qa_checks(summary: QaSummary) -> list[QualityCheck]:
     """Each host's word error rate (the takes kept) as a quality check against ``qa.max_wer``."""
     checks = []
     for host in summary.hosts:
-        flagged = [f"{line.text[:40]!r} heard as {line.heard[:40]!r}" for line in summary.flagged if line.speaker == host.speaker]
+        flagged = [f"spoken line {line.line + 1}, {line.text[:40]!r} heard as {line.heard[:40]!r}" for line in summary.flagged if line.speaker == host.speaker]
         detail = f"{host.lines} lines, {host.retakes} retakes, heard by {summary.asr}" + (f"; still bad: {'; '.join(flagged)}" if flagged else "")
         checks.append(at_most("speech word error rate", host.wer, summary.max_wer, scope=host.speaker, detail=detail))
     return checks

@@ -52,6 +52,9 @@ def render_report(manifest: EpisodeManifest, base_url: str) -> str:
     ]
     folder_url = f"{base_url.rstrip('/')}/{quote(manifest.out_dir.name)}/"
     lines += [f"| [{name}]({folder_url}{quote(entry.path)}) | {entry.bytes:,} | `{entry.sha256[:16]}…` |" for name, entry in manifest.files.items()]
+    if manifest.spoken_as:
+        lines += ["", "**Read aloud as** (where the voices say something other than the script's text)", "", "| line | speaker | script | spoken |", "|---:|---|---|---|"]
+        lines += [f"| {said.line} | {escape_markdown(said.speaker)} | {escape_markdown(said.written)} | {escape_markdown(said.spoken)} |" for said in manifest.spoken_as]
     if manifest.warnings:
         lines += ["", "**Warnings**", ""] + [f"- {escape_markdown(warning)}" for warning in manifest.warnings]
     return "\n".join(lines) + "\n"

@@ -115,6 +115,33 @@ def test_demo_manifest_checks_its_own_quality_and_the_report_shows_it(demo):
     assert "lip sync self-check" in report and "speech word error rate" in report and "longest caption line" in report
 
 
+@pytest.fixture(scope="module")
+def numbers(tmp_path_factory):
+    """The second two-host script (prices, rates, code, versions, a URL) through the CLI, in a fresh process."""
+    out = tmp_path_factory.mktemp("numbers-out")
+    env = {**os.environ, "PODFORGE_HOME": str(tmp_path_factory.mktemp("numbers-home"))}
+    result = subprocess.run(
+        [sys.executable, "-m", "podforge", "run", "configs/episodes/numbers.md", "--out", str(out)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    episode = out / "numbers-what-it-really-costs"
+    return episode, json.loads((episode / "manifest.json").read_text())
+
+
+def test_numbers_episode_meets_every_target_in_its_own_report_and_shows_what_was_said(numbers):
+    episode, manifest = numbers
+    failed = [check for check in manifest["quality"] if not check["passed"]]
+    assert not failed, failed
+    names = {check["name"] for check in manifest["quality"]}
+    assert {"speech over bed", "speech word error rate", "longest caption line", "shortest cue"} <= names
+    said = {(entry["written"], entry["spoken"]) for entry in manifest["spoken_as"]}
+    assert ("$15–$30", "fifteen to thirty dollars") in said and ("$4/hr", "four dollars an hour") in said, sorted(said)
+    assert all(entry["speaker"] in {"ALEX", "SAM"} and entry["line"] >= 12 for entry in manifest["spoken_as"])
+    report = (episode / "report.md").read_text()
+    assert "**Read aloud as**" in report and "four dollars an hour" in report
+
+
 def test_demo_mp4_is_h264_and_aac_and_lasts_speech_plus_intro_and_outro(demo):
     episode, manifest = demo
     info = probe(episode / "episode.mp4")
