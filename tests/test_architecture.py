@@ -25,6 +25,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("podforge.steps", "podforge.planning", "podforge.preflight", "podforge.dialogue", "podforge.publish", "podforge.publishing", "podforge.manifest", "podforge.report", "podforge.progress", "podforge.doctor", "podforge.qa", "podforge.training"),
     ("tasks",),
     ("flows",),
+    ("podforge.prefect_server", "podforge.notifications"),
     ("podforge.cli", "podforge.serve", "podforge.envs_cli", "podforge.training_cli", "podforge.__main__"),
 ]
 

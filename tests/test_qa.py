@@ -140,7 +140,7 @@ def test_a_garbled_line_is_retaken_or_flagged(prefect_api, garbled_takes, monkey
     preset = config.voices["garbled"]
     voice = resolve_engine(config, preset.engine, "speech", settings=preset.settings)
     asr = resolve_engine(config, config.qa.asr, "asr")
-    line = LinePlan(index=4, host=1, speaker="SAM", text=f"This line is played backwards, take {garbled_takes}.", chapter=1)
+    line = LinePlan(index=4, host=1, speaker="SAM", text=f"This line is played backwards, take {garbled_takes}.", chapter=1, source_line=9)
     first = speech(text=line.text, speaker=line.speaker, voice=voice, language="en", gpu=config.gpu)
 
     checked = check_speech(line=line, clip=first, voice=voice, asr=asr, settings=config.qa, language="en", gpu=config.gpu)
