@@ -82,7 +82,7 @@ def test_the_layout_draws_an_animation_beside_a_video(inputs, tmp_path):
     out = tmp_path / "layout.mp4"
     written = compose_layout([engine.frames(animated), video.video], turns, out, duration_s=duration, width=640, height=360)
     frames = decode(out)
-    assert len(frames) == written == frame_count(duration, 25)
+    assert len(frames) == written.frames == frame_count(duration, 25) and written.encoder == "libx264"
     first = next(iter(engine.frames(animated)))
     x, y, w, h = tile_rectangles(2, 640, 360)[0]
     inner = (slice(y + 12, y + h - 12), slice(x + 12, x + w - 12))  # inside the highlight frame

@@ -31,12 +31,13 @@ def test_the_output_folder_is_served_only_where_base_url_points_at_this_machine(
 
 def test_deployments_get_the_chosen_output_folder_and_config_as_defaults(tmp_path: Path):
     config = tmp_path / "studio.yaml"
-    (episode, episode_options), (nightly, nightly_options) = deployments(tmp_path / "out", [config], "Europe/Berlin")
-    assert (episode, nightly) == ("episode", "nightly")
+    (episode, episode_options), (nightly, nightly_options), (training, training_options) = deployments(tmp_path / "out", [config], "Europe/Berlin")
+    assert (episode, nightly, training) == ("episode", "nightly", "train-music")
     params = json.loads(episode_options[episode_options.index("--params") + 1])
     assert params == {"out_dir": str((tmp_path / "out").resolve()), "config": [str(config.resolve())]}
     assert nightly_options[:2] == ["--timezone", "Europe/Berlin"] and "--params" in nightly_options
+    assert json.loads(training_options[1]) == {"config": [str(config.resolve())]}  # training writes no episode: no out_dir
 
 
 def test_without_choices_the_deployments_keep_the_flows_own_defaults():
-    assert deployments(None, None, "UTC") == [("episode", []), ("nightly", ["--timezone", "UTC"])]
+    assert deployments(None, None, "UTC") == [("episode", []), ("nightly", ["--timezone", "UTC"]), ("train-music", [])]

@@ -164,8 +164,8 @@ def check_setup(options: SadTalkerSettings) -> None:
     """Raise one EngineError listing every missing piece, before any GPU time is spent."""
     failed = [finding for finding in setup_findings(options) if finding.level != "ok"]
     if failed:
-        lines = "\n".join(f"  - {finding.message}: {finding.fix}" for finding in failed)
-        raise EngineError(f"SadTalker is not set up:\n{lines}", field="engines.sadtalker.settings.home")
+        problems = "; ".join(f"{finding.message}: {finding.fix}" for finding in failed)  # one line, every problem named
+        raise EngineError(f"SadTalker is not set up: {problems}", field="engines.sadtalker.settings.home")
 
 
 # --- chunks ----------------------------------------------------------------------------------------
