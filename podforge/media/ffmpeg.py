@@ -110,8 +110,9 @@ _SUMMARY = re.compile(r"Integrated loudness:\s+I:\s+(?P<i>-?[\d.]+|-inf) LUFS.*?
 
 
 def measure_loudness(path: Path, binary: str | None = None) -> Loudness:
-    """Integrated loudness, loudness range and true peak, as ffmpeg's ``ebur128`` filter measures them."""
-    log = run_ffmpeg(["-i", str(path), "-af", "ebur128=peak=true:framelog=quiet", "-f", "null", "-"], what=f"measuring loudness of {Path(path).name}", binary=binary)
+    """Integrated loudness, loudness range and true peak, as ffmpeg's ``ebur128`` filter measures them
+    (the audio only: a video stream in the file is not decoded)."""
+    log = run_ffmpeg(["-i", str(path), "-vn", "-sn", "-dn", "-af", "ebur128=peak=true:framelog=quiet", "-f", "null", "-"], what=f"measuring loudness of {Path(path).name}", binary=binary)
     match = _SUMMARY.search(log[log.rfind("Summary:") :])
     if not match:
         raise EngineError(f"could not read ebur128's summary for {path}", field="ffmpeg")
@@ -121,7 +122,7 @@ def measure_loudness(path: Path, binary: str | None = None) -> Loudness:
 def loudnorm_measure(path: Path, *, target_lufs: float, true_peak_db: float, lra: float = 11.0, binary: str | None = None) -> dict[str, str]:
     """First pass of two-pass loudness normalisation: the ``loudnorm`` filter's measured values."""
     log = run_ffmpeg(
-        ["-i", str(path), "-af", f"loudnorm=I={target_lufs}:TP={true_peak_db}:LRA={lra}:print_format=json", "-f", "null", "-"],
+        ["-i", str(path), "-vn", "-sn", "-dn", "-af", f"loudnorm=I={target_lufs}:TP={true_peak_db}:LRA={lra}:print_format=json", "-f", "null", "-"],
         what=f"measuring {Path(path).name} for loudness normalisation",
         binary=binary,
     )
