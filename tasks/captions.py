@@ -38,6 +38,6 @@ def captions(dialogue: StepOutput, hosts: list[str], timing: EpisodeTiming, fram
         ass=write_text_atomic(step.workdir / "episode.ass", to_ass(build_cues(lines, end_s), width, height)),
         cues=len(named),
         stats=stats,
-        quality=caption_checks(stats),
+        quality=caption_checks(stats, named),
     )
     return StepOutput(record=step.record("podforge", cues=len(named), cps_max=stats.cps_max, cues_over_cps=stats.cues_over_cps), result=result)

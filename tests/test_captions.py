@@ -299,3 +299,16 @@ def test_srt_round_trip_keeps_the_statistics() -> None:
     assert built["cues_over_cps"] >= 1
     for field, value in built.items():
         assert written[field] == (pytest.approx(value, abs=0.02) if isinstance(value, float) else value), field
+
+
+def test_caption_checks_fail_a_fast_cue_that_leaves_the_screen_before_the_next_one():
+    from podforge.media.captions import caption_checks
+
+    fast = "Far too many words for half a second."  # 37 chars in 0.5 s
+    held = [Cue(start_s=0.0, end_s=0.5, lines=[CueLine(text=fast)]), Cue(start_s=0.5, end_s=2.0, lines=[CueLine(text="Then calm.")])]
+    cut = [Cue(start_s=0.0, end_s=0.5, lines=[CueLine(text=fast)]), Cue(start_s=1.5, end_s=3.0, lines=[CueLine(text="Then calm.")])]
+    for cues, cut_short in ((held, 0), (cut, 1)):
+        checks = {check.name: check for check in caption_checks(caption_stats(cues), cues)}
+        assert checks["fast cues cut short"].value == cut_short and checks["fast cues cut short"].passed == (cut_short == 0)
+        assert checks["shortest cue"].value == 0.5 and not checks["shortest cue"].passed  # 0.5 s < 0.83 s
+        assert checks["longest caption line"].value == len(fast) and checks["longest caption line"].passed
