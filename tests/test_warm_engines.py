@@ -59,7 +59,7 @@ def test_musicgen_loads_once_and_the_step_records_load_and_compute_seconds(tmp_p
 
 TWELVE_LINES = "\n".join(f"ALEX: Line {n}, spoken by the one tiny voice of this show." for n in range(1, 13))
 SCRIPT = f"---\ntitle: Twelve lines\nhosts:\n  ALEX: {{voice: vits-tiny-local}}\n---\n{TWELVE_LINES}\n"
-FAST = "mix: {intro_s: 0.5, outro_s: 0.5}\nvideo: {width: 320, height: 180, fps: 10}\n"
+FAST = "mix: {intro_s: 0.5, outro_s: 0.5}\nvideo: {width: 320, height: 180, fps: 10}\nqa: {asr: off}\n"  # a random voice speaks noise: QA would retake every line
 
 
 @pytest.mark.heavy
