@@ -104,7 +104,7 @@ def test_demo_manifest_checks_its_own_quality_and_the_report_shows_it(demo):
     assert all(check["passed"] for check in checks.values()), [check for check in checks.values() if not check["passed"]]
     for host in ("ALEX", "SAM"):
         assert checks[("lip sync self-check", host)]["value"] >= 0.3
-        assert checks[("speech word error rate", host)]["value"] < 0.1
+        assert checks[("speech word error rate", host)]["value"] <= 0.1  # rounded to 2 places in the manifest
     assert {"episode.mp3", "episode.mp4", "episode.wav"} <= {scope for _, scope in checks}
     stats = caption_stats(parse_srt((episode / "episode.srt").read_text()))
     assert checks[("longest caption line", "captions")]["value"] == stats.max_line_chars

@@ -173,28 +173,42 @@ def test_the_lifeline_stops_a_command_when_its_parent_is_killed(tmp_path: Path):
     wait_for(lambda: gone(child), "the child to die with its parent", timeout_s=60)
 
 
-def test_podforge_run_starts_its_server_early_only_where_the_database_exists(tmp_path: Path, monkeypatch):
+EARLY = """
+import json, os, urllib.request
+from podforge.prefect_server import launch_early, prefect_api
+early = launch_early()
+if early is None:
+    print(json.dumps(None))
+else:
+    pid = early.process.pid
+    with prefect_api(early) as api_url:
+        with urllib.request.urlopen(api_url + "/health", timeout=30) as response:
+            print(json.dumps({"launched": early.api_url, "used": api_url, "status": response.status, "pid": pid}))
+"""
+
+
+def test_podforge_run_starts_its_server_early_only_where_the_database_exists(tmp_path: Path):
     """The temporary server boots while the CLI imports and checks (launch_early), only on an existing
-    database (a run refused at once must not interrupt a first migration) and never with an API configured."""
-    from podforge.prefect_server import launch_early, prefect_api
+    database (a run refused at once must not interrupt a first migration) and never with an API configured.
+    Each case runs in a fresh process, as ``podforge run`` does (no Prefect settings inherited)."""
+    import json
 
     home = tmp_path / "prefect-home"
     home.mkdir()
-    monkeypatch.setenv("PODFORGE_HOME", str(tmp_path / "podforge-home"))
-    monkeypatch.setenv("PREFECT_HOME", str(home))
-    monkeypatch.delenv("PREFECT_API_URL", raising=False)
-    monkeypatch.setenv("PREFECT_PROFILES_PATH", str(tmp_path / "profiles.toml"))
-    assert launch_early() is None  # no database yet
+    env = run_env(tmp_path / "podforge-home")
+    env.update(PREFECT_HOME=str(home), PREFECT_PROFILES_PATH=str(tmp_path / "profiles.toml"))
+
+    def early() -> dict | None:
+        done = subprocess.run([sys.executable, "-c", EARLY], cwd=REPO, env=env, capture_output=True, text=True, timeout=DEADLINE_S)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    assert early() is None  # no database yet
     (home / "prefect.db").touch()  # an empty SQLite file: the server migrates it
     (tmp_path / "profiles.toml").write_text('active = "remote"\n[profiles.remote]\nPREFECT_API_URL = "http://127.0.0.1:9/api"\n')
-    assert launch_early() is None  # a configured API is used instead
+    assert early() is None  # a configured API is used instead
     (tmp_path / "profiles.toml").write_text('active = "local"\n[profiles.local]\n')
-    early = launch_early()
-    assert early is not None and early.process is not None and early.process.poll() is None
-    process = psutil.Process(early.process.pid)
-    with prefect_api(early) as api_url:
-        assert api_url == early.api_url
-        with urllib.request.urlopen(f"{api_url}/health", timeout=30) as response:
-            assert response.status == 200
-    wait_for(lambda: gone(process), "the early server to stop with its block", timeout_s=60)
+    started = early()
+    assert started is not None and started["used"] == started["launched"] and started["status"] == 200
+    assert not psutil.pid_exists(started["pid"]) or gone(psutil.Process(started["pid"]))  # stopped with its block
     assert has_table(home / "prefect.db", "flow_run")
