@@ -50,18 +50,20 @@ def top_level_boxes(path: Path) -> list[str]:
     return boxes
 
 
+def cli_episode(tmp_path_factory, script: str, slug: str) -> tuple[Path, dict]:
+    """``podforge run SCRIPT`` in a fresh process with a home of its own: the episode folder and its manifest."""
+    out = tmp_path_factory.mktemp("episode-out")
+    env = {**os.environ, "PODFORGE_HOME": str(tmp_path_factory.mktemp("episode-home"))}
+    result = subprocess.run([sys.executable, "-m", "podforge", "run", script, "--out", str(out)], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    episode = out / slug
+    return episode, json.loads((episode / "manifest.json").read_text())
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    """The README's demo command: the demo script through the CLI, in a fresh process."""
-    out = tmp_path_factory.mktemp("demo-out")
-    env = {**os.environ, "PODFORGE_HOME": str(tmp_path_factory.mktemp("demo-home"))}
-    result = subprocess.run(
-        [sys.executable, "-m", "podforge", "run", "configs/episodes/demo.md", "--out", str(out)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    episode = out / "demo-why-your-gpu-sits-idle"
-    return episode, json.loads((episode / "manifest.json").read_text())
+    """The README's demo command: the demo script through the CLI."""
+    return cli_episode(tmp_path_factory, "configs/episodes/demo.md", "demo-why-your-gpu-sits-idle")
 
 
 def test_demo_writes_every_file_the_manifest_describes(demo):
@@ -117,16 +119,8 @@ def test_demo_manifest_checks_its_own_quality_and_the_report_shows_it(demo):
 
 @pytest.fixture(scope="module")
 def numbers(tmp_path_factory):
-    """The second two-host script (prices, rates, code, versions, a URL) through the CLI, in a fresh process."""
-    out = tmp_path_factory.mktemp("numbers-out")
-    env = {**os.environ, "PODFORGE_HOME": str(tmp_path_factory.mktemp("numbers-home"))}
-    result = subprocess.run(
-        [sys.executable, "-m", "podforge", "run", "configs/episodes/numbers.md", "--out", str(out)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    episode = out / "numbers-what-it-really-costs"
-    return episode, json.loads((episode / "manifest.json").read_text())
+    """The second two-host script (prices, rates, code, versions, a URL) through the CLI."""
+    return cli_episode(tmp_path_factory, "configs/episodes/numbers.md", "numbers-what-it-really-costs")
 
 
 def test_numbers_episode_meets_every_target_in_its_own_report_and_shows_what_was_said(numbers):
