@@ -26,6 +26,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from podforge import __version__
@@ -58,32 +59,39 @@ def chapter_marks(script: Script, dialogue: DialogueTrack, intro_s: float, total
     return [ChapterMark(title=c.title, start_s=round(s, 3), end_s=round(e, 3)) for c, s, e in zip(script.chapters, starts, ends)]
 
 
-def publish_episode(
-    *,
-    script: Script,
-    records: list[StepRecord],
-    step: StepContext,
-    media: dict[str, Path],
-    chapters: list[ChapterMark],
-    duration_s: float,
-    loudness: Loudness,
-    master_loudness: Loudness,
-    quality: list[QualityCheck],
-    video_notes: dict,
-    out_dir: str | Path,
-    settings: PublishSettings,
-    flow_run_id: str | None,
-    attempt: str | None,
-    price_as: str,
-    warnings: list[str] | None = None,
-) -> EpisodeManifest:
-    """Publish ``media`` (name → file, e.g. ``episode.mp4``) as the episode folder, tagged, and list it in the feed.
+@dataclass(frozen=True)
+class EpisodeContent:
+    """What the earlier steps made, as the publish step hands it over.
 
     ``records`` are the earlier steps' records; ``step`` is this publish step, recorded once the files are
-    staged; ``attempt`` tells which records this run made and which it reused. Output problems (full disk,
-    read-only folder, a file in the way, another episode's folder) are one-line :class:`OutputError` s.
-    ``loudness`` is the delivered MP3's (tagging does not touch its audio); ``quality`` are the steps' checks.
+    staged; ``attempt`` tells which records this run made and which it reused. ``loudness`` is the
+    delivered MP3's (tagging does not touch its audio); ``quality`` are the steps' checks; ``warnings``
+    the plan's.
     """
+
+    script: Script
+    records: list[StepRecord]
+    step: StepContext
+    media: dict[str, Path]
+    chapters: list[ChapterMark]
+    duration_s: float
+    loudness: Loudness
+    master_loudness: Loudness
+    quality: list[QualityCheck]
+    video_notes: dict
+    flow_run_id: str | None
+    attempt: str | None
+    price_as: str
+    warnings: list[str] = field(default_factory=list)
+
+
+def publish_episode(content: EpisodeContent, out_dir: str | Path, settings: PublishSettings) -> EpisodeManifest:
+    """Publish ``content.media`` (name → file, e.g. ``episode.mp4``) as the episode folder, tagged, and list it in the feed.
+
+    Output problems (full disk, read-only folder, a file in the way, another episode's folder) are one-line
+    :class:`OutputError` s.
+    """
+    script, media = content.script, content.media
     meta = script.meta
     target = check_destination(out_dir, script)
     root = target.parent
@@ -104,7 +112,7 @@ def publish_episode(
         remove_orphan_temps(root)
         staging = _staging_folder(root, target.name)
         try:
-            manifest = _stage(staging, target, script, records, step, media, chapters, duration_s, loudness, master_loudness, quality, video_notes, flow_run_id, attempt, price_as, settings, warnings or [])
+            manifest = _stage(staging, target, content, settings)
             verify_episode(staging, manifest, sources={name: path for name, path in media.items() if name != "episode.mp3"})
             _sync(staging)
             fault_point("publish:staged")
@@ -124,7 +132,7 @@ def publish_episode(
                     title=meta.title,
                     description=meta.description,
                     mp3=target / "episode.mp3",
-                    duration_s=duration_s,
+                    duration_s=content.duration_s,
                     explicit=meta.explicit,
                     image=target / "artwork.png",
                     chapters_json=target / "chapters.json",
@@ -147,38 +155,20 @@ def spoken_as(script: Script) -> list[SpokenAs]:
     ]
 
 
-def _stage(
-    staging: Path,
-    target: Path,
-    script: Script,
-    records: list[StepRecord],
-    step: StepContext,
-    media: dict[str, Path],
-    chapters: list[ChapterMark],
-    duration_s: float,
-    loudness: Loudness,
-    master_loudness: Loudness,
-    quality: list[QualityCheck],
-    video_notes: dict,
-    flow_run_id: str | None,
-    attempt: str | None,
-    price_as: str,
-    settings: PublishSettings,
-    warnings: list[str],
-) -> EpisodeManifest:
+def _stage(staging: Path, target: Path, content: EpisodeContent, settings: PublishSettings) -> EpisodeManifest:
     """Every file of the episode in ``staging``; the manifest describes them as they will be at ``target``."""
-    meta = script.meta
+    script, chapters, meta = content.script, content.chapters, content.script.meta
     artwork = render_cover(staging / "artwork.png", title=meta.title, show=meta.show, size=settings.cover_size)
     staged: dict[str, Path] = {"artwork.png": artwork}
-    for name, source in media.items():
+    for name, source in content.media.items():
         staged[name] = copy_atomic(source, staging / name)
         if name == "episode.mp3":
             tag_episode_mp3(staged[name], title=meta.title, show=meta.show, description=meta.description, chapters=chapters, cover_png=artwork, language=meta.language)
         fault_point(f"publish:copied:{name}")
     staged["chapters.json"] = write_chapters_json(staging / "chapters.json", chapters, title=meta.title, podcast_name=meta.show)
 
-    records = [*records, step.record("podforge", files=len(staged))]
-    rows = EpisodeManifest.step_rows(records, attempt, price_as)
+    records = [*content.records, content.step.record("podforge", files=len(staged))]
+    rows = EpisodeManifest.step_rows(records, content.attempt, content.price_as)
     manifest = EpisodeManifest(
         podforge_version=__version__,
         slug=script.slug,
@@ -186,22 +176,22 @@ def _stage(
         show=meta.show,
         script_source=script.source,
         script_sha256=script.content_sha256,
-        flow_run_id=flow_run_id,
+        flow_run_id=content.flow_run_id,
         out_dir=target,
-        duration_s=round(duration_s, 3),
-        loudness=loudness,
-        master_loudness=master_loudness,
-        video_encoder=video_notes.get("encoder", ""),
-        video_encoder_reason=video_notes.get("encoder_reason", ""),
+        duration_s=round(content.duration_s, 3),
+        loudness=content.loudness,
+        master_loudness=content.master_loudness,
+        video_encoder=content.video_notes.get("encoder", ""),
+        video_encoder_reason=content.video_notes.get("encoder_reason", ""),
         gpu_seconds=round(sum(row.gpu.gpu_seconds for row in rows), 3),
         gpu_cost_usd=round(sum(row.cost_usd for row in rows), 4),
-        gpu_priced_as=price_as,
+        gpu_priced_as=content.price_as,
         steps=rows,
-        quality=quality,
+        quality=content.quality,
         spoken_as=spoken_as(script),
         files={name: FileEntry(path=name, sha256=sha256_file(path), bytes=path.stat().st_size) for name, path in staged.items()},
         feed=show_dir(target.parent, meta.show) / FEED_FILE,
-        warnings=warnings,
+        warnings=content.warnings,
     )
     write_text_atomic(staging / "report.md", render_report(manifest, settings.base_url))
     write_text_atomic(staging / MANIFEST_FILE, manifest.model_dump_json(indent=2))

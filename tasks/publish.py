@@ -8,7 +8,7 @@ from prefect.runtime import flow_run
 from podforge.config import PublishSettings, QaSettings
 from podforge.media.quality import QualityCheck
 from podforge.planning import EpisodePlan
-from podforge.publish import chapter_marks, publish_episode
+from podforge.publish import EpisodeContent, chapter_marks, publish_episode
 from podforge.qa import qa_checks, summarise
 from podforge.report import escape_markdown, render_report
 from podforge.steps import StepOutput, current_run_attempt, current_step, step_task
@@ -25,7 +25,7 @@ def publish(plan: EpisodePlan, outputs: list[StepOutput], out_dir: str, settings
     by_step = {output.record.step: output for output in outputs}
     master, captions, delivery = by_step["mix"].result, by_step["captions"].result, by_step["mux"].result
     picture = by_step["layout"] if "layout" in by_step else by_step["video"]
-    manifest = publish_episode(
+    content = EpisodeContent(
         script=script,
         records=[output.record for output in outputs],
         step=current_step(),
@@ -42,13 +42,12 @@ def publish(plan: EpisodePlan, outputs: list[StepOutput], out_dir: str, settings
         master_loudness=master.loudness,
         quality=[check for output in outputs for check in getattr(output.result, "quality", [])] + speech_quality(plan, outputs, qa),
         video_notes=picture.record.notes,
-        out_dir=out_dir,
-        settings=settings,
         flow_run_id=str(flow_run.id) if flow_run.id else None,
         attempt=current_run_attempt(),
         price_as=price_as,
         warnings=plan.warnings,
     )
+    manifest = publish_episode(content, out_dir, settings)
     create_markdown_artifact(markdown=render_report(manifest, settings.base_url), key=f"{script.slug}-report"[:60], description=f"Episode report: {escape_markdown(script.meta.title)}")
     return manifest
 
