@@ -38,15 +38,10 @@ import psutil
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "bench"))
 
-SENTENCES = [
-    "A T4 card in the cloud rents for about fifty-three cents an hour, which is cheap if the card is busy.",
-    "The trap is a job that asks for CUDA, hears that CUDA is available, and then runs on the processor anyway.",
-    "Every line of this episode is its own task, so a failure late in the run never costs the early work.",
-    "The music bed is generated beside the voices, looped under the whole episode and ducked under speech.",
-    "Loudness is measured twice: once to plan the gain, once to apply it linearly to minus sixteen LUFS.",
-    "Captions come from the phoneme timing of the voice itself, so they change exactly when the words do.",
-]
+from bench_episode import SENTENCES  # noqa: E402 - the same sentences as the episode benchmark
+
 COQUI_RUNNER = str(REPO / "external" / "coqui" / "runner.py")
 EPISODE_CONFIG = "mix: {intro_s: 0.5, outro_s: 0.5}\nvideo: {width: 320, height: 180, fps: 10}\n"
 
