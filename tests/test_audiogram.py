@@ -10,7 +10,9 @@ import pytest
 import soundfile
 from PIL import Image, ImageDraw
 
-from podforge.engines.audiogram import AudiogramEngine
+import ffmpeg
+
+from podforge.engines.audiogram import AudiogramEngine, audiogram_graph, caption_changes, frame_count
 from podforge.engines.base import VideoRequest
 from podforge.errors import ConfigError, EngineError
 from podforge.media import cards
@@ -156,7 +158,7 @@ def test_small_render_covers_the_duration_past_the_audio_with_awkward_paths(tmp_
     assert (info.streams[0].width, info.streams[0].height, info.streams[0].fps) == (640, 360, 30.0)
     assert result.frames == 75
     assert abs(info.duration_s - 2.5) <= 1 / 30 + 1e-6
-    assert sorted(path.name for path in result.video.parent.iterdir()) == ["background.png", "video.mp4"]
+    assert sorted(path.name for path in result.video.parent.iterdir()) == ["background.png", "stills.ffconcat", "video.mp4"]
 
 
 def test_requested_nvenc_renders_with_it_or_falls_back_to_libx264(tmp_path):
@@ -169,6 +171,55 @@ def test_requested_nvenc_renders_with_it_or_falls_back_to_libx264(tmp_path):
         assert fallback.startswith("h264_nvenc failed (") and "libcuda" in fallback and fallback.endswith("encoded with libx264 instead")
     assert probe(result.video).streams[0].codec == "h264"
     assert result.frames == 15
+
+
+# --- captions drawn once per change -------------------------------------------------------------------
+
+EDGES = [(0.5, 1.32, "One"), (1.32, 2.0, "Two, back to back"), (2.03, 2.97, "Three"), (3.7, 5.52, "Four")]
+"""Cue edges on frame times (1.32 s, 2.0 s, 3.7 s at 30 fps, which the ``ass`` filter's float time would
+read as 3699 ms), between frames (2.03 s, 2.97 s), back to back (1.32 s), and a cue past the end."""
+
+
+def frame_hashes(picture: ffmpeg.nodes.FilterableStream, out: Path, frames: int) -> list[str]:
+    ffmpeg.output(picture, str(out), f="framemd5", fps_mode="passthrough", **{"frames:v": frames}).overwrite_output().run(cmd=ffmpeg_exe(), quiet=True)
+    return [line.rsplit(",", 1)[1].strip() for line in out.read_text().splitlines() if not line.startswith("#")]
+
+
+@pytest.mark.parametrize("fps", [25, 30])
+def test_captions_drawn_once_per_change_equal_captions_drawn_on_every_frame(tmp_path, fps):
+    request = make_request(tmp_path, width=320, height=180, duration_s=5.0, fps=fps)
+    ass_file(request.captions_ass, 320, 180, EDGES)
+    card = render_background(tmp_path / "background.png", title=TITLE, show=SHOW, width=320, height=180)
+    frames = frame_count(request)
+    once = frame_hashes(audiogram_graph(request, card), tmp_path / "once.md5", frames)
+    every = frame_hashes(audiogram_graph(request, card, every_frame=True), tmp_path / "every.md5", frames)
+    assert len(once) == frames and once == every
+    assert len(set(once)) > frames // 2, "the waveform moves"
+
+
+def test_a_cue_is_on_its_first_frame_and_off_at_its_end(tmp_path):
+    """At 30 fps the fourth cue starts on frame 111 (3.7 s) and the first ends on frame 40 (1.32 s rounds up)."""
+    request = make_request(tmp_path, width=320, height=180, duration_s=4.0, fps=30)
+    ass_file(request.captions_ass, 320, 180, EDGES)
+    result = AudiogramEngine().run(request, tmp_path / "work")
+    assert caption_changes(request.captions_ass, 30, frame_count(request)) == [0, 15, 40, 60, 61, 90, 111, 120]
+    band = Box(0, int(request.height * 0.8), request.width, request.height - int(request.height * 0.8))
+    with av.open(str(result.video)) as container:
+        pictures = [region(frame.to_ndarray(format="rgb24").astype(np.int16), band) for frame in container.decode(video=0)]
+    blank = pictures[100]  # between the third and the fourth cue
+    shown = [index for index, picture in enumerate(pictures) if np.abs(picture - blank).mean() > 1]
+    assert 111 in shown and 110 not in shown and 14 not in shown and 15 in shown
+    assert set(range(15, 60)) <= set(shown) and not set(range(90, 111)) & set(shown)
+
+
+def test_animated_captions_are_drawn_on_every_frame(tmp_path):
+    def changes(text: str) -> list[int] | None:
+        return caption_changes(ass_file(tmp_path / "captions.ass", 320, 180, [(0.5, 2.0, text)]), 25, 75)
+
+    assert changes(r"{\fad(200,200)}Hello") is None
+    assert changes(r"{\k20}Hel{\k30}lo") is None
+    assert changes(r"{\move(0,0,10,10)}Hello") is None
+    assert changes(r"{\c&H00FFD27F&}Hello, {\b1}you") == [0, 13, 50, 75]
 
 
 @pytest.mark.parametrize("field", ["audio", "captions_ass"])
@@ -196,7 +247,7 @@ def test_unreadable_audio_fails_cleanly_leaving_no_video(tmp_path):
     with pytest.raises(EngineError) as caught:
         AudiogramEngine().run(request, work)
     assert "rendering the audiogram" in str(caught.value)
-    assert [path.name for path in work.iterdir()] == ["background.png"]  # no video.mp4, no temp file
+    assert sorted(path.name for path in work.iterdir()) == ["background.png", "stills.ffconcat"]  # no video.mp4, no temp file
 
 
 # --- cards ---------------------------------------------------------------------------------------

@@ -1,9 +1,12 @@
-"""The audiogram: a still title card with a live waveform of the episode and burned-in captions.
+r"""The audiogram: a still title card with a live waveform of the episode and burned-in captions.
 
-One ffmpeg graph renders it. The card (drawn with Pillow, see :mod:`podforge.media.cards`) is decoded
-once, converted to yuv420p once and repeated with the ``loop`` filter; ``showwaves`` draws the audio on a
-transparent canvas that is overlaid on the card's waveform panel; the ``ass`` filter (libass) burns in the
-captions. The output is video only: the mux step adds the audio.
+One ffmpeg graph renders it. The card (drawn with Pillow, see :mod:`podforge.media.cards`) is converted
+to yuv420p; the ``ass`` filter (libass) burns the captions into it once per caption change, not once per
+frame: the card enters as one still per span between caption changes (an ffconcat list), each stamped
+with its span's first frame time, and the ``fps`` filter repeats it over the span. ``showwaves`` draws the
+audio on a transparent canvas that is overlaid on the card's waveform panel, above the captions' band
+(the card leaves its lowest fifth to them). Captions with animation tags (``\t``, ``\move``, ``\fad``,
+karaoke) are burned into every frame instead. The output is video only: the mux step adds the audio.
 
 H.264 comes from the encoder the request names (see :mod:`podforge.media.encoders`). If NVENC was chosen
 but fails on this render (a busy or lost GPU, a session limit), the video is rendered again with libx264
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 
 import av
@@ -32,6 +36,9 @@ logger = logging.getLogger(__name__)
 
 MAX_ENCODER_THREADS = 8
 """x264 gains little from more frame threads at 720p/1080p, and episodes may render side by side."""
+ANIMATION_TAGS = re.compile(r"\\(t\(|move|fade?\(|k[fo]?\d|K\d)")
+"""ASS override tags whose picture changes within an event: such captions are rendered every frame."""
+ASS_TIME = re.compile(r"(\d+):(\d\d):(\d\d)\.(\d\d)")
 
 
 class AudiogramSettings(EngineSettings):
@@ -61,18 +68,9 @@ class AudiogramEngine(Engine[VideoRequest, VideoResult]):
         return VideoResult(video=video, encoder=encoder, frames=count_frames(video), notes={"encoder_fallback": fallback} if fallback else {})
 
     def render(self, request: VideoRequest, card: Path, video: Path, encoder: str, options: dict[str, str]) -> None:
-        frames = frame_count(request)
         picture = audiogram_graph(request, card)
         threads = self.settings.threads or min(MAX_ENCODER_THREADS, usable_cpus())
-        arguments: dict[str, object] = {
-            "an": None,
-            "c:v": encoder,
-            "pix_fmt": "yuv420p",
-            "r": request.fps,
-            "threads": threads,
-            **options,
-            "frames:v": frames,
-        }
+        arguments: dict[str, object] = {"an": None, "c:v": encoder, "pix_fmt": "yuv420p", "r": request.fps, "threads": threads, **options, "frames:v": frame_count(request)}
         with atomic_path(video) as tmp:
             run_graph(picture.output(str(tmp), **arguments), what=f"rendering the audiogram {video.name} with {encoder}", binary=request.ffmpeg)
 
@@ -95,25 +93,77 @@ def frame_count(request: VideoRequest) -> int:
     return round(request.duration_s * request.fps)
 
 
-def audiogram_graph(request: VideoRequest, card: Path) -> ffmpeg.nodes.FilterableStream:
-    """The picture: the card repeated at ``fps``, the waveform overlaid on its panel, captions on top."""
-    layout = card_layout(request.width, request.height)
-    wave = layout.waveform
+def audiogram_graph(request: VideoRequest, card: Path, *, every_frame: bool = False) -> ffmpeg.nodes.FilterableStream:
+    """The picture: the card with its captions at ``fps``, the waveform overlaid on its panel.
+
+    Captions are drawn once per change, or on every frame (above the waveform) when they animate or
+    ``every_frame`` asks for it; both stamp each picture a little after its frame's time (see
+    :func:`libass_offset_us`), so both draw the same pictures."""
+    wave = card_layout(request.width, request.height).waveform
     red, green, blue = palette_for(request.show).accent
-    background = (
-        ffmpeg.input(str(card))
-        .video.filter("format", "yuv420p")
-        .filter("loop", loop=-1, size=1)
-        .filter("settb", f"1/{request.fps}")
-        .filter("setpts", "N")
-    )
     waveform = (
         ffmpeg.input(str(request.audio))
         .audio.filter("aformat", channel_layouts="mono")
         .filter("showwaves", s=f"{wave.width}x{wave.height}", mode="cline", scale="sqrt", draw="full", rate=request.fps, colors=f"0x{red:02x}{green:02x}{blue:02x}")
     )
-    picture = ffmpeg.overlay(background, waveform, x=wave.left, y=wave.top, format="yuv420", eof_action="pass")
-    return picture.filter("ass", filename=str(request.captions_ass))
+    changes = None if every_frame else caption_changes(request.captions_ass, request.fps, frame_count(request))
+    offset_us = libass_offset_us(request.fps)
+    if changes is None:
+        background = ffmpeg.input(str(card)).video.filter("format", "yuv420p").filter("loop", loop=-1, size=1)
+        stamped = background.filter("settb", "1/1000000").filter("setpts", f"round(N*1000000/{request.fps})+{offset_us}")
+        picture = ffmpeg.overlay(stamped, waveform, x=wave.left, y=wave.top, format="yuv420", eof_action="pass")
+        return picture.filter("ass", filename=str(request.captions_ass)).filter("settb", f"1/{request.fps}").filter("setpts", "N")
+    background = (
+        ffmpeg.input(str(write_stills_list(card, changes, request.fps)), f="concat", safe=0)
+        .video.filter("format", "yuv420p")
+        .filter("settb", "1/1000000")
+        .filter("setpts", f"PTS+{offset_us}")
+        .filter("ass", filename=str(request.captions_ass))
+        .filter("fps", fps=request.fps)
+        .filter("tpad", stop=-1, stop_mode="clone")
+    )
+    return ffmpeg.overlay(background, waveform, x=wave.left, y=wave.top, format="yuv420", eof_action="pass")
+
+
+def libass_offset_us(fps: int) -> int:
+    """How far after its first frame's time a still is stamped, in microseconds.
+
+    The ``ass`` filter truncates a frame's time to whole milliseconds after a floating-point product, so
+    a still stamped exactly at 65.52 s is rendered at 65519 ms, before a cue that starts at 65.52 s. A cue
+    boundary (whole centiseconds) after a frame time is at least ``10/fps`` ms after it; a quarter of that
+    lands inside the span and rounds back to the same frame in the ``fps`` filter."""
+    return max(1, 2500 // fps)
+
+
+def caption_changes(ass: Path, fps: int, frames: int) -> list[int] | None:
+    """The frames at which the burned-in captions change (the first frame is 0), or None when an event
+    animates (then every frame needs libass). A cue from ``start`` to ``end`` is on the frames whose time
+    ``t`` has ``start <= t < end``, as libass decides it."""
+    changes = {0}
+    for line in Path(ass).read_text(encoding="utf-8-sig").splitlines():
+        if not line.startswith("Dialogue:"):
+            continue
+        fields = line.split(",", 9)
+        if len(fields) < 10 or ANIMATION_TAGS.search(fields[9]):
+            return None
+        for stamp in fields[1:3]:
+            match = ASS_TIME.fullmatch(stamp.strip())
+            if match is None:
+                return None
+            hours, minutes, seconds, centiseconds = (int(part) for part in match.groups())
+            time_cs = ((hours * 60 + minutes) * 60 + seconds) * 100 + centiseconds
+            changes.add(-(-time_cs * fps // 100))  # the first frame at or after it
+    return sorted(frame for frame in changes if frame < frames) + [frames]
+
+
+def write_stills_list(card: Path, changes: list[int], fps: int) -> Path:
+    """An ffconcat list beside the card: the card once per span between caption changes, lasting the span."""
+    still = f"file '{card.name}'\noption framerate {fps}"  # times in whole frames, not image2's default 1/25 s
+    entries = [f"{still}\nduration {(end - start) / fps:.6f}" for start, end in zip(changes, changes[1:])]
+    stills = card.with_name("stills.ffconcat")
+    with atomic_path(stills) as tmp:
+        tmp.write_text("ffconcat version 1.0\n" + "\n".join([*entries, still]) + "\n", encoding="utf-8")
+    return stills
 
 
 def usable_cpus() -> int:
