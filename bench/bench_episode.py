@@ -79,7 +79,7 @@ def run_loop(script: Path, out: Path) -> dict:
     from podforge.media.captions import build_cues, to_ass, to_srt, to_vtt
     from podforge.media.encoders import choose_h264_encoder
     from podforge.media.mixing import mix_and_master
-    from podforge.media.mux import deliver
+    from podforge.media.mux import deliver, deliver_audio
     from podforge.planning import plan_episode
     from podforge.script import load_script
 
@@ -107,7 +107,8 @@ def run_loop(script: Path, out: Path) -> dict:
     request = VideoRequest(audio=master.wav, captions_ass=ass, title=meta.title, show=meta.show, duration_s=master.duration_s, encoder=encoder.name, encoder_options=encoder.options)
     video = load_engine(plan.video).run(request, work)
     levels = cfg.mix.levels()
-    deliver(video.video, master.wav, master.loudness, work, target_lufs=levels.target_lufs, peak_limit_db=levels.true_peak_db, aac_bitrate=cfg.publish.aac_bitrate, mp3_bitrate=cfg.publish.mp3_bitrate)
+    audio = deliver_audio(master.wav, master.loudness, work, target_lufs=levels.target_lufs, peak_limit_db=levels.true_peak_db, aac_bitrate=cfg.publish.aac_bitrate, mp3_bitrate=cfg.publish.mp3_bitrate)
+    deliver(video.video, audio, work, target_lufs=levels.target_lufs, peak_limit_db=levels.true_peak_db)
     return {"wall_s": time.perf_counter() - started, "episode_s": master.duration_s, "lines": len(plan.lines)}
 
 

@@ -1,5 +1,6 @@
 """The episode DAG: parse → plan → speech (one task per line) → speech QA (per line) ∥ music → dialogue → mix ∥
-captions ∥ a talking head per host → the picture (layout, or the audiogram) → mux → publish.
+captions ∥ a talking head per host → the picture (layout, or the audiogram) ∥ the delivered audio (AAC, MP3,
+each measured) → mux → publish.
 
 Every step is a Prefect task keyed by the content of what it depends on, so a re-run after a failure redoes
 only what failed. Tasks receive futures; Prefect runs each as soon as its inputs exist.
@@ -20,6 +21,7 @@ from podforge.output import check_destination
 from podforge.progress import ProgressBoard
 from podforge.prefect_env import episode_task_runner
 from podforge.workers import with_engine_workers
+from tasks.audio import audio
 from tasks.captions import captions
 from tasks.dialogue import dialogue
 from tasks.mix import mix
@@ -93,7 +95,8 @@ def episode(script: str = "", script_text: str = "", config: list[str] | None = 
     else:
         heads = []
         picture = video.submit(master=master, captions=subtitles, title=plan.script.meta.title, show=plan.script.meta.show, engine=plan.video, frame=frame, encoder=encoder, ffmpeg=cfg.ffmpeg, gpu=cfg.gpu)
-    containers = mux.submit(video=picture, master=master, levels=cfg.mix.levels(), encoding=cfg.publish.encoding(), ffmpeg=cfg.ffmpeg)
+    sound = audio.submit(master=master, levels=cfg.mix.levels(), encoding=cfg.publish.encoding(), ffmpeg=cfg.ffmpeg)  # beside the picture
+    containers = mux.submit(video=picture, audio=sound, levels=cfg.mix.levels(), ffmpeg=cfg.ffmpeg)
 
-    outputs = ProgressBoard(plan.script.slug).follow([bed, *clips, *checked, track, master, subtitles, *heads, picture, containers])
+    outputs = ProgressBoard(plan.script.slug).follow([bed, *clips, *checked, track, master, subtitles, *heads, picture, sound, containers])
     return publish(plan=plan, outputs=outputs, out_dir=out_dir, settings=cfg.publish, price_as=cfg.gpu.price_as, qa=cfg.qa)

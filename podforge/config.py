@@ -110,7 +110,7 @@ class VideoSettings(Strict):
 
 
 class Encoding(Strict):
-    """The delivered audio's bitrates: what the mux step depends on."""
+    """The delivered audio's bitrates: what the audio step depends on."""
 
     mp3_bitrate: str = Field(default="160k", pattern=r"^\d+k$")
     aac_bitrate: str = Field(default="160k", pattern=r"^\d+k$")

@@ -1,26 +1,15 @@
-"""Final containers: MP4 (H.264 + AAC 48 kHz, +faststart) and MP3, every delivered file measured and held to
-the loudness and true-peak targets (re-limited when an encode overshoots)."""
+"""The MP4: the picture's H.264 and the delivered AAC copied into one file (+faststart), beside the
+delivered WAV and MP3, with every file's loudness checks."""
 
 from __future__ import annotations
 
-from podforge.config import Encoding, MixLevels
+from podforge.config import MixLevels
 from podforge.media.mux import deliver
 from podforge.steps import StepOutput, current_step, step_task
 
 
-@step_task("mux", version="3", key=("video", "master", "levels.target_lufs", "levels.true_peak_db", "encoding", "ffmpeg"))
-def mux(video: StepOutput, master: StepOutput, levels: MixLevels, encoding: Encoding, ffmpeg: str | None) -> StepOutput:
+@step_task("mux", version="4", key=("video", "audio", "levels.target_lufs", "levels.true_peak_db", "ffmpeg"))
+def mux(video: StepOutput, audio: StepOutput, levels: MixLevels, ffmpeg: str | None) -> StepOutput:
     step = current_step()
-    delivery = deliver(
-        video.result.video,
-        master.result.wav,
-        master.result.loudness,
-        step.workdir,
-        target_lufs=levels.target_lufs,
-        peak_limit_db=levels.true_peak_db,
-        aac_bitrate=encoding.aac_bitrate,
-        mp3_bitrate=encoding.mp3_bitrate,
-        binary=ffmpeg,
-    )
-    peaks = {name: loudness.true_peak_dbtp for name, loudness in delivery.loudness.items()}
-    return StepOutput(record=step.record("ffmpeg", true_peak_dbtp=peaks, **({"made_again": delivery.adjusted} if delivery.adjusted else {})), result=delivery)
+    delivery = deliver(video.result.video, audio.result, step.workdir, target_lufs=levels.target_lufs, peak_limit_db=levels.true_peak_db, binary=ffmpeg)
+    return StepOutput(record=step.record("ffmpeg"), result=delivery)

@@ -75,7 +75,7 @@ def test_demo_writes_every_file_the_manifest_describes(demo):
         assert (episode / name).stat().st_size == entry["bytes"]
     steps = [step["step"] for step in manifest["steps"]]
     assert steps.count("speech") == len(load_script(REPO / "configs/episodes/demo.md").lines)
-    assert {"music", "dialogue", "mix", "captions", "avatar", "layout", "mux", "publish"} <= set(steps)  # the demo hosts have portraits
+    assert {"music", "dialogue", "mix", "captions", "avatar", "layout", "audio", "mux", "publish"} <= set(steps)  # the demo hosts have portraits
     assert all(step["device"] == "cpu" and step["seconds"] >= 0 and step["cached"] is False for step in manifest["steps"])
     assert manifest["video_encoder"] in {"libx264", "h264_nvenc"} and manifest["video_encoder_reason"]
     assert manifest["gpu_seconds"] == 0
@@ -266,11 +266,11 @@ def test_a_failed_mux_resumes_without_redoing_upstream_steps(prefect_api, tmp_pa
     assert (speech.calls, music.calls, video.calls) == (3, 1, 1), "upstream engines ran again"
     states = _task_states(manifest.flow_run_id)
     assert states["speech"] == ["Cached"] * 3
-    for name in ("music", "dialogue", "mix", "captions", "video"):
+    for name in ("music", "dialogue", "mix", "captions", "video", "audio"):
         assert states[name] == ["Cached"], (name, states)
     assert states["mux"] == ["Completed"] and states["publish"] == ["Completed"]
     cached = {step.step: step.cached for step in manifest.steps}
-    assert cached["mux"] is False and cached["video"] is True and cached["speech"] is True
+    assert cached["mux"] is False and cached["video"] is True and cached["audio"] is True and cached["speech"] is True
     assert "qa" not in cached and "qa" not in states, "qa: {asr: off} skips the speech QA step"
 
     reference = reference_out / manifest.slug
@@ -333,7 +333,7 @@ def test_a_host_name_and_the_gpu_price_change_no_media_step_and_a_loudness_targe
 
     quieter = episode(script=str(_talking_heads_script(tmp_path, token, second_host="SAMANTHA")), overrides={"mix": {"target_lufs": -19.0}}, out_dir=str(out / "quieter"))
     reused = _reused(quieter)
-    assert {step for step, cached in reused.items() if not cached} == {"mix", "mux", "publish"}, reused
+    assert {step for step, cached in reused.items() if not cached} == {"mix", "audio", "mux", "publish"}, reused
     assert all(reused[step] for step in ("speech", "music", "dialogue", "captions", "avatar", "layout"))
     assert abs(measure_loudness(out / "quieter" / quieter.slug / "episode.wav").integrated_lufs - (-19.0)) <= 0.5
 

@@ -55,7 +55,7 @@ def test_retrying_a_failed_run_reuses_its_finished_steps(prefect_api, tmp_path: 
     first_attempt = task_run_states(flow_run_id)
     assert ("publish", "Failed") in first_attempt
     finished = sorted(name for name, state_name in first_attempt if state_name in ("Completed", "Cached") and name not in ("parse", "plan"))
-    assert {"music", "speech", "mix", "video", "mux"} <= set(finished)
+    assert {"music", "speech", "mix", "video", "audio", "mux"} <= set(finished)
 
     feed_state.unlink()  # the fix
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
@@ -80,5 +80,5 @@ def test_retrying_a_failed_run_reuses_its_finished_steps(prefect_api, tmp_path: 
     assert (out_dir / "retry-me" / "episode.mp4").stat().st_size > 0
     manifest = json.loads((out_dir / "retry-me" / "manifest.json").read_text())
     reused = {step["step"] for step in manifest["steps"] if step["cached"]}
-    assert {"music", "speech", "mix", "video", "mux"} <= reused, "the manifest knows the retry reused these"
+    assert {"music", "speech", "mix", "video", "audio", "mux"} <= reused, "the manifest knows the retry reused these"
     assert not next(step for step in manifest["steps"] if step["step"] == "publish")["cached"]

@@ -20,7 +20,7 @@ from podforge.media.audio import write_wav
 from podforge.media.ffmpeg import ffmpeg_exe, measure_loudness, probe
 from podforge.media.loudness import integrated_loudness, k_weighting_power, true_peak_db, true_peaks
 from podforge.media.mixing import limiter_gain, limit_per_sample, mix_and_master
-from podforge.media.mux import deliver
+from podforge.media.mux import deliver, deliver_audio, encode_wav, hold_to_target, encode_mp3
 from podforge.timing import TimedLine
 
 RATE = 48000
@@ -154,29 +154,53 @@ def picture(mixed):
     return video
 
 
+def delivered(master, picture, work, *, peak_limit_db: float = -1.0, bitrate: str = "160k"):
+    work.mkdir(exist_ok=True)
+    audio = deliver_audio(master.wav, master.loudness, work, target_lufs=-16.0, peak_limit_db=peak_limit_db, aac_bitrate=bitrate, mp3_bitrate=bitrate)
+    return audio, deliver(picture, audio, work, target_lufs=-16.0, peak_limit_db=peak_limit_db)
+
+
 def test_every_delivered_file_meets_loudness_and_true_peak(mixed, picture, tmp_path):
     master, _, _, settings, _ = mixed
-    delivery = deliver(picture, master.wav, master.loudness, tmp_path, target_lufs=-16.0, peak_limit_db=-1.0, aac_bitrate="160k", mp3_bitrate="160k")
+    audio, delivery = delivered(master, picture, tmp_path)
     assert all(check.passed for check in delivery.quality), [check for check in delivery.quality if not check.passed]
     assert {check.scope for check in delivery.quality} == {"episode.wav", "episode.mp4", "episode.mp3"}
     for path in (delivery.wav, delivery.mp4, delivery.mp3):
         measured = measure_loudness(path)  # the MP4's AAC track and the MP3 are decoded and measured
         assert abs(measured.integrated_lufs - settings.target_lufs) <= 0.5, (path.name, measured)
         assert measured.true_peak_dbtp <= -1.0, (path.name, measured)
+    assert measure_loudness(delivery.mp4) == audio.aac.loudness == delivery.loudness["episode.mp4"], "the MP4 carries the AAC as it was measured"
     assert sorted((stream.kind, stream.codec) for stream in probe(delivery.mp4).streams) == [("audio", "aac"), ("video", "h264")]
+    assert probe(delivery.mp4).streams[0].codec == probe(picture).streams[0].codec and delivery.wav == master.wav
 
 
 def test_an_encode_that_overshoots_is_limited_again_and_measured_again(mixed, picture, tmp_path):
     """A limit under the master's own true peak: the files overshoot it, the master is limited again."""
     master, _, _, _, _ = mixed
     limit = master.loudness.true_peak_dbtp - 0.5
-    delivery = deliver(picture, master.wav, master.loudness, tmp_path, target_lufs=-16.0, peak_limit_db=limit, aac_bitrate="96k", mp3_bitrate="96k")
+    _, delivery = delivered(master, picture, tmp_path, peak_limit_db=limit, bitrate="96k")
     assert set(delivery.adjusted) == {"episode.wav", "episode.mp4", "episode.mp3"}, delivery.adjusted
     assert delivery.wav != master.wav and delivery.wav.parent == tmp_path
     for path in (delivery.wav, delivery.mp4, delivery.mp3):
         measured = measure_loudness(path)
         assert measured.true_peak_dbtp <= limit and abs(measured.integrated_lufs + 16.0) <= 0.5, (path.name, measured)
     assert all(check.passed for check in delivery.quality)
+
+
+def test_an_encode_that_lost_loudness_is_made_again_with_a_gain_when_its_peaks_leave_room(mixed, tmp_path):
+    """A master 0.8 LU under the target with its peaks far under the limit: the MP3 is encoded again with
+    a gain, not from a master limited again."""
+    master, _, _, _, _ = mixed
+    quiet = encode_wav(master.wav, tmp_path / "quiet.wav", gain_db=-0.8)
+    work = tmp_path / "mp3"
+    work.mkdir()
+    out = work / "episode.mp3"
+    mp3 = hold_to_target(out.name, lambda source, gain: encode_mp3(source, out, bitrate="128k", gain_db=gain), quiet, work, target_lufs=-16.0, peak_limit_db=-1.0)
+    assert mp3.adjusted and "a gain of +" in mp3.adjusted, mp3.adjusted
+    assert sorted(path.name for path in work.iterdir()) == ["episode.mp3"], "no master was limited again"
+    measured = measure_loudness(mp3.path)
+    assert abs(measured.integrated_lufs + 16.0) <= 0.2 and measured.true_peak_dbtp <= -1.0, measured
+    assert mp3.loudness == measured
 
 
 # --- the numpy meter against ebur128 ------------------------------------------------------------------

@@ -1,11 +1,15 @@
-"""Final containers: the MP4 (H.264 video + AAC audio, faststart) and the MP3, held to the loudness targets.
+"""The delivered files: the WAV master, the MP4 (H.264 + AAC 48 kHz, faststart) and the MP3, held to the
+loudness targets.
 
 Lossy encoders change the sound they are given: AAC and MP3 overshoot the master's true peak, and LAME at
-podcast bitrates loses about half a LU of loudness. Both encodes run side by side, then each delivered
-file is decoded and measured (ebur128, the reference meter). A file that misses a target is encoded
-again from its own master: the mix's master, brought up or down by what that encode lost or gained and
-limited as far under its ceiling as the encode overshot (plus :data:`RELIMIT_MARGIN_DB`), then measured
-again. Every delivered file meets the targets as a listener gets it.
+podcast bitrates loses about half a LU of loudness. So the audio is encoded first, beside the picture
+(:func:`deliver_audio`: the AAC and the MP3 side by side), and each file is decoded and measured (ebur128,
+the reference meter). A file that misses a target is encoded again from the mix's master, shifted by what
+that encode lost or gained (:func:`hold_to_target`): where the file's true peak leaves room for the shift,
+the encode applies it as a gain; otherwise the master is mastered again at the shifted loudness, limited as
+far under its ceiling as the encode overshot (plus :data:`RELIMIT_MARGIN_DB`). Then :func:`deliver` copies
+the picture and the measured AAC into the MP4 (no encode: the MP4's audio is the AAC that was measured).
+Every delivered file meets the targets as a listener gets it.
 """
 
 from __future__ import annotations
@@ -26,6 +30,27 @@ RELIMIT_MARGIN_DB = 0.3
 LOUDNESS_AIM_LU = 0.2
 """An encode further than this from the target is made again (the targets allow 0.5)."""
 MAX_ATTEMPTS = 3
+AAC_SAMPLE_RATE = 48000
+MP3_SAMPLE_RATE = 44100
+
+Maker = Callable[[Path, float], Path]
+"""Makes one delivered file from a master, applying a gain in dB on the way."""
+
+
+class Encoded(BaseModel):
+    """One delivered file as it measured, and why it was made again (when it was)."""
+
+    path: Path
+    loudness: Loudness
+    adjusted: str | None = None
+
+
+class DeliveredAudio(BaseModel):
+    """The episode's audio as delivered, each file measured: the WAV master, the AAC for the MP4, the MP3."""
+
+    wav: Encoded
+    aac: Encoded
+    mp3: Encoded
 
 
 class Delivery(BaseModel):
@@ -39,65 +64,112 @@ class Delivery(BaseModel):
     quality: list[QualityCheck] = Field(default_factory=list)
 
 
-def mux_mp4(video: Path, audio: Path, out: Path, *, aac_bitrate: str, sample_rate: int = 48000, binary: str | None = None) -> Path:
-    """Copy the H.264 stream, encode the master to AAC, and move the index to the front (+faststart)."""
+def gain_filter(gain_db: float) -> dict[str, str]:
+    return {"af": f"volume={gain_db:.2f}dB"} if gain_db else {}
+
+
+def encode_aac(audio: Path, out: Path, *, bitrate: str, gain_db: float = 0.0, binary: str | None = None) -> Path:
+    """The MP4's audio track, on its own (an M4A): AAC at ``bitrate``, 48 kHz."""
     with atomic_path(out) as tmp:
-        picture = ffmpeg.input(str(video)).video
-        sound = ffmpeg.input(str(audio)).audio
-        stream = ffmpeg.output(picture, sound, str(tmp), vcodec="copy", acodec="aac", audio_bitrate=aac_bitrate, ar=sample_rate, movflags="+faststart", f="mp4")
+        options = {"acodec": "aac", "audio_bitrate": bitrate, "ar": AAC_SAMPLE_RATE, "f": "mp4", **gain_filter(gain_db)}
+        run_graph(ffmpeg.output(ffmpeg.input(str(audio)).audio, str(tmp), **options), what="encoding the episode AAC", binary=binary)
+    return out
+
+
+def encode_mp3(audio: Path, out: Path, *, bitrate: str, gain_db: float = 0.0, binary: str | None = None) -> Path:
+    with atomic_path(out) as tmp:
+        options = {"acodec": "libmp3lame", "audio_bitrate": bitrate, "ar": MP3_SAMPLE_RATE, "f": "mp3", "write_xing": 1, **gain_filter(gain_db)}
+        run_graph(ffmpeg.output(ffmpeg.input(str(audio)).audio, str(tmp), **options), what="encoding the episode MP3", binary=binary)
+    return out
+
+
+def encode_wav(audio: Path, out: Path, *, gain_db: float, binary: str | None = None) -> Path:
+    with atomic_path(out) as tmp:
+        options = {"acodec": "pcm_s16le", "f": "wav", **gain_filter(gain_db)}
+        run_graph(ffmpeg.output(ffmpeg.input(str(audio)).audio, str(tmp), **options), what="writing the episode WAV", binary=binary)
+    return out
+
+
+def mux_mp4(video: Path, aac: Path, out: Path, *, binary: str | None = None) -> Path:
+    """Copy the H.264 stream of ``video`` and the AAC stream of ``aac`` into one MP4, the index at the front (+faststart)."""
+    with atomic_path(out) as tmp:
+        stream = ffmpeg.output(ffmpeg.input(str(video)).video, ffmpeg.input(str(aac)).audio, str(tmp), c="copy", movflags="+faststart", f="mp4")
         run_graph(stream, what="muxing the episode MP4", binary=binary)
     return out
 
 
-def encode_mp3(audio: Path, out: Path, *, bitrate: str, binary: str | None = None) -> Path:
-    with atomic_path(out) as tmp:
-        stream = ffmpeg.output(ffmpeg.input(str(audio)).audio, str(tmp), acodec="libmp3lame", audio_bitrate=bitrate, ar=44100, f="mp3", write_xing=1)
-        run_graph(stream, what="encoding the episode MP3", binary=binary)
-    return out
-
-
-def deliver(
-    video: Path,
+def hold_to_target(
+    name: str,
+    make: Maker,
     master: Path,
-    master_loudness: Loudness,
     workdir: Path,
     *,
     target_lufs: float,
     peak_limit_db: float,
-    aac_bitrate: str,
-    mp3_bitrate: str,
+    made: Encoded | None = None,
     binary: str | None = None,
-) -> Delivery:
-    """The MP4 and MP3 in ``workdir`` and the WAV (the mix's master), each measured and, where it missed,
-    made again from a master of its own."""
-    mp4, mp3 = workdir / "episode.mp4", workdir / "episode.mp3"
-    makers: dict[str, Callable[[Path], Path]] = {
-        "episode.wav": lambda source: source,
-        mp4.name: lambda source: mux_mp4(video, source, mp4, aac_bitrate=aac_bitrate, binary=binary),
-        mp3.name: lambda source: encode_mp3(source, mp3, bitrate=mp3_bitrate, binary=binary),
-    }
-    files = {"episode.wav": master}
-    measured = {"episode.wav": master_loudness}
-    aims = dict.fromkeys(makers, target_lufs)  # each file's master, as numpy measures it: the mix put its master on target
-    headroom = dict.fromkeys(makers, 0.0)
-    sources, adjusted, pending = dict.fromkeys(makers, master), {}, [mp4.name, mp3.name]
-    for attempt in range(MAX_ATTEMPTS):
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            files.update(zip(pending, pool.map(lambda name: makers[name](sources[name]), pending)))
-            measured.update(zip(pending, pool.map(lambda name: measure_loudness(files[name], binary=binary), pending)))
-        missed = [name for name in makers if not _on_target(measured[name], target_lufs, peak_limit_db)]
-        if not missed or attempt == MAX_ATTEMPTS - 1:
+) -> Encoded:
+    """``made`` (else ``make(master, 0)``), measured and made again while it misses the targets.
+
+    Each attempt shifts the master by what the last one lost or gained: as a gain in the encode when the
+    file's true peak leaves room for it, else by mastering it again at the shifted loudness, limited
+    ``RELIMIT_MARGIN_DB`` further under the ceiling than the encode overshot."""
+    encoded = made or _measured(make(master, 0.0), binary)
+    source, gain_db, shift_lu, headroom_db = master, 0.0, 0.0, 0.0
+    for _ in range(MAX_ATTEMPTS - 1):
+        loudness = encoded.loudness
+        if _on_target(loudness, target_lufs, peak_limit_db):
             break
-        for name in missed:
-            loudness = measured[name]
-            aims[name] -= loudness.integrated_lufs - target_lufs
-            headroom[name] += max(0.0, loudness.true_peak_dbtp - peak_limit_db + RELIMIT_MARGIN_DB) if loudness.true_peak_dbtp > peak_limit_db else 0.0
-            sources[name] = workdir / f"master-for-{Path(name).suffix[1:]}.wav"
-            relimit(master, sources[name], target_lufs=aims[name], ceiling_db=peak_limit_db - CODEC_HEADROOM_DB - headroom[name], binary=binary)
-            adjusted[name] = f"{loudness.integrated_lufs:.1f} LUFS, {loudness.true_peak_dbtp:.1f} dBTP; made again from a master {aims[name] - target_lufs:+.1f} LU, limited {headroom[name]:.1f} dB lower"
-        pending = missed
-    quality = [check for name, loudness in measured.items() for check in delivery_checks(name, loudness, target_lufs=target_lufs, peak_limit_db=peak_limit_db)]
-    return Delivery(wav=files["episode.wav"], mp4=files[mp4.name], mp3=files[mp3.name], adjusted=adjusted, loudness=measured, quality=quality)
+        miss_lu = target_lufs - loudness.integrated_lufs
+        shift_lu += miss_lu
+        if loudness.true_peak_dbtp + max(miss_lu, 0.0) <= peak_limit_db - RELIMIT_MARGIN_DB:
+            gain_db += miss_lu
+            how = f"a gain of {gain_db:+.1f} dB in the encode"
+        else:
+            if loudness.true_peak_dbtp > peak_limit_db:  # the encode overshot: limit further under the ceiling
+                headroom_db += loudness.true_peak_dbtp - peak_limit_db + RELIMIT_MARGIN_DB
+            source, gain_db = workdir / f"master-for-{Path(name).suffix[1:]}.wav", 0.0
+            relimit(master, source, target_lufs=target_lufs + shift_lu, ceiling_db=peak_limit_db - CODEC_HEADROOM_DB - headroom_db, binary=binary)
+            how = f"a master {shift_lu:+.1f} LU, limited {headroom_db:.1f} dB lower"
+        reason = f"{loudness.integrated_lufs:.1f} LUFS, {loudness.true_peak_dbtp:.1f} dBTP; made again from {how}"
+        encoded = _measured(make(source, gain_db), binary).model_copy(update={"adjusted": reason})
+    return encoded
+
+
+def deliver_audio(
+    master: Path, master_loudness: Loudness, workdir: Path, *, target_lufs: float, peak_limit_db: float, aac_bitrate: str, mp3_bitrate: str, binary: str | None = None
+) -> DeliveredAudio:
+    """The WAV (the mix's master), the AAC and the MP3 in ``workdir``, each measured and held to the targets;
+    the two encodes run side by side."""
+    limits = {"target_lufs": target_lufs, "peak_limit_db": peak_limit_db, "binary": binary}
+    wav, aac, mp3 = workdir / "episode.wav", workdir / "episode.m4a", workdir / "episode.mp3"
+    jobs: dict[str, Callable[[], Encoded]] = {
+        "wav": lambda: hold_to_target(wav.name, lambda source, gain: encode_wav(source, wav, gain_db=gain, binary=binary) if gain else source, master, workdir, made=Encoded(path=master, loudness=master_loudness), **limits),
+        "aac": lambda: hold_to_target(aac.name, lambda source, gain: encode_aac(source, aac, bitrate=aac_bitrate, gain_db=gain, binary=binary), master, workdir, **limits),
+        "mp3": lambda: hold_to_target(mp3.name, lambda source, gain: encode_mp3(source, mp3, bitrate=mp3_bitrate, gain_db=gain, binary=binary), master, workdir, **limits),
+    }
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return DeliveredAudio(**dict(zip(jobs, pool.map(lambda job: job(), jobs.values()))))
+
+
+def deliver(video: Path, audio: DeliveredAudio, workdir: Path, *, target_lufs: float, peak_limit_db: float, binary: str | None = None) -> Delivery:
+    """The MP4 in ``workdir`` (the picture and the delivered AAC, copied), beside the delivered WAV and MP3,
+    with each file's measurement and quality checks (the MP4's audio is the AAC as measured)."""
+    mp4 = mux_mp4(video, audio.aac.path, workdir / "episode.mp4", binary=binary)
+    files = {"episode.wav": audio.wav, "episode.mp4": audio.aac, "episode.mp3": audio.mp3}
+    quality = [check for name, encoded in files.items() for check in delivery_checks(name, encoded.loudness, target_lufs=target_lufs, peak_limit_db=peak_limit_db)]
+    return Delivery(
+        wav=audio.wav.path,
+        mp4=mp4,
+        mp3=audio.mp3.path,
+        adjusted={name: encoded.adjusted for name, encoded in files.items() if encoded.adjusted},
+        loudness={name: encoded.loudness for name, encoded in files.items()},
+        quality=quality,
+    )
+
+
+def _measured(path: Path, binary: str | None) -> Encoded:
+    return Encoded(path=path, loudness=measure_loudness(path, binary=binary))
 
 
 def _on_target(loudness: Loudness, target_lufs: float, peak_limit_db: float) -> bool:
