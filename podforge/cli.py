@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -23,6 +23,9 @@ from podforge.output import describe_os_error
 from podforge.prefect_env import configure_prefect_environment, ensure_prefect_home
 from podforge.prefect_server import TemporaryServer, launch_early
 from podforge.training_cli import adapters_app, train_music_command
+
+if TYPE_CHECKING:
+    from podforge.planning import EpisodePlan
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Podforge: scripts in, publishable podcast episodes out.")
 console = Console(stderr=True)
@@ -52,9 +55,9 @@ def _engine_overrides(speech: str | None, music: str | None, video: str | None, 
     return overrides
 
 
-def check_inputs(script: Path, config_files: list[Path], overrides: dict[str, Any], out_dir: Path) -> tuple[str, int | None, list[str]]:
-    """Everything that can be checked without running anything: the episode's slug, the configured task
-    limit and the plan's warnings; the output folder takes the episode."""
+def check_inputs(script: Path, config_files: list[Path], overrides: dict[str, Any], out_dir: Path) -> tuple[EpisodePlan, int | None]:
+    """Everything that can be checked without running anything: the episode's plan and the configured task
+    limit; the output folder takes the episode."""
     from podforge.config import load_config
     from podforge.gpu import list_gpus
     from podforge.output import check_destination
@@ -64,7 +67,7 @@ def check_inputs(script: Path, config_files: list[Path], overrides: dict[str, An
     config = load_config(config_files, overrides)
     plan = plan_episode(config, load_script(script), list_gpus())
     check_destination(out_dir, plan.script)
-    return plan.script.slug, config.run.max_workers, plan.warnings
+    return plan, config.run.max_workers
 
 
 @app.command()
@@ -86,15 +89,18 @@ def run(
     logging.getLogger("podforge").setLevel(logging.INFO if verbose else logging.ERROR)  # the checks stay one line
     overrides = _engine_overrides(speech, music, video, assets)
     try:
-        slug, max_workers, warnings = check_inputs(script, config, overrides, out)
+        plan, max_workers = check_inputs(script, config, overrides, out)
     except PodforgeError as exc:
         _fail(exc.one_line(), code=2)
     except OSError as exc:
         _fail(f"{exc.filename or script}: {describe_os_error(exc)}", code=2)
-    for warning in warnings:
+    for warning in plan.warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+    from podforge.engines.registry import preload
+
+    preload(plan.engines())  # the voices load while Prefect's server starts; the flow's steps find them loaded
     ensure_prefect_home()
-    manifest = _run_with_progress(slug, script, config, overrides, out, max_workers, early_server)
+    manifest = _run_with_progress(plan.script.slug, script, config, overrides, out, max_workers, early_server)
     _print_summary(manifest)
 
 

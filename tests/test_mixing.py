@@ -203,6 +203,24 @@ def test_an_encode_that_lost_loudness_is_made_again_with_a_gain_when_its_peaks_l
     assert mp3.loudness == measured
 
 
+def test_the_mp3_makes_up_lames_expected_loss_in_its_first_encode(mixed, tmp_path, monkeypatch):
+    """With the loss LAME really has on this master as the expected loss, the MP3 is on target in one encode."""
+    import podforge.media.mux as mux
+
+    master, _, _, _, _ = mixed
+    plain = measure_loudness(encode_mp3(master.wav, tmp_path / "plain.mp3", bitrate="160k"))
+    loss = master.loudness.integrated_lufs - plain.integrated_lufs
+    monkeypatch.setattr(mux, "MP3_LOSS_LU", loss)
+    encodes = []
+    monkeypatch.setattr(mux, "encode_mp3", lambda *args, **kwargs: encodes.append(kwargs["gain_db"]) or encode_mp3(*args, **kwargs))
+    work = tmp_path / "work"
+    work.mkdir()
+    limit = max(-1.0, max(plain.true_peak_dbtp, master.loudness.true_peak_dbtp) + abs(loss) + mux.RELIMIT_MARGIN_DB + 0.1)  # room for the gain
+    audio = mux.deliver_audio(master.wav, master.loudness, work, target_lufs=master.loudness.integrated_lufs, peak_limit_db=limit, aac_bitrate="160k", mp3_bitrate="160k")
+    assert encodes == [pytest.approx(loss)] and audio.mp3.adjusted is None, (encodes, audio.mp3)
+    assert abs(audio.mp3.loudness.integrated_lufs - master.loudness.integrated_lufs) <= 0.2
+
+
 # --- the numpy meter against ebur128 ------------------------------------------------------------------
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +72,22 @@ def resolve_engine(config: PodforgeConfig, name: str, kind: EngineKind, *, setti
         env_hash=env_hash(resources.env) if resources.env else None,
         resources=resources,
     )
+
+
+def preload(specs: Iterable[EngineSpec]) -> threading.Thread:
+    """Load the in-process engines among ``specs`` (their models load once per process) on a background
+    thread, e.g. while Prefect's server starts. An engine that fails to load is left to the step that runs
+    it, which reports the same error by name."""
+
+    def load_all() -> None:
+        for spec in specs:
+            if spec.resources.env is None:
+                with contextlib.suppress(Exception):
+                    load_engine(spec)
+
+    thread = threading.Thread(target=load_all, name="podforge-preload", daemon=True)
+    thread.start()
+    return thread
 
 
 def named_files(settings: BaseModel) -> dict[str, Path | list[Path]]:
