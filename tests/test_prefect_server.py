@@ -212,3 +212,5 @@ def test_podforge_run_starts_its_server_early_only_where_the_database_exists(tmp
     assert started is not None and started["used"] == started["launched"] and started["status"] == 200
     assert not psutil.pid_exists(started["pid"]) or gone(psutil.Process(started["pid"]))  # stopped with its block
     assert has_table(home / "prefect.db", "flow_run")
+    with sqlite3.connect(home / "prefect.db") as db:  # a run's own server skips block registration (and importing collections)
+        assert db.execute("select count(*) from block_type").fetchone() == (0,)
