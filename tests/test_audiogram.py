@@ -12,7 +12,8 @@ from PIL import Image, ImageDraw
 
 import ffmpeg
 
-from podforge.engines.audiogram import AudiogramEngine, audiogram_graph, caption_changes, frame_count
+from podforge.engines.audiogram import AudiogramEngine, audiogram_graph, frame_count
+from podforge.media.burnin import caption_changes
 from podforge.engines.base import VideoRequest
 from podforge.errors import ConfigError, EngineError
 from podforge.media import cards

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from pathlib import Path
 
 import av
@@ -28,6 +27,7 @@ from pydantic import Field
 from podforge.engines.base import Engine, EngineSettings, VideoRequest, VideoResult
 from podforge.errors import EngineError
 from podforge.io import atomic_path
+from podforge.media.burnin import caption_changes, libass_offset_us, write_stills_list
 from podforge.media.cards import card_layout, palette_for, render_background
 from podforge.media.encoders import encoder_options_for, with_nvenc_fallback
 from podforge.media.ffmpeg import run_graph
@@ -36,9 +36,6 @@ logger = logging.getLogger(__name__)
 
 MAX_ENCODER_THREADS = 8
 """x264 gains little from more frame threads at 720p/1080p, and episodes may render side by side."""
-ANIMATION_TAGS = re.compile(r"\\(t\(|move|fade?\(|k[fo]?\d|K\d)")
-"""ASS override tags whose picture changes within an event: such captions are rendered every frame."""
-ASS_TIME = re.compile(r"(\d+):(\d\d):(\d\d)\.(\d\d)")
 
 
 class AudiogramSettings(EngineSettings):
@@ -123,47 +120,6 @@ def audiogram_graph(request: VideoRequest, card: Path, *, every_frame: bool = Fa
         .filter("tpad", stop=-1, stop_mode="clone")
     )
     return ffmpeg.overlay(background, waveform, x=wave.left, y=wave.top, format="yuv420", eof_action="pass")
-
-
-def libass_offset_us(fps: int) -> int:
-    """How far after its first frame's time a still is stamped, in microseconds.
-
-    The ``ass`` filter truncates a frame's time to whole milliseconds after a floating-point product, so
-    a still stamped exactly at 65.52 s is rendered at 65519 ms, before a cue that starts at 65.52 s. A cue
-    boundary (whole centiseconds) after a frame time is at least ``10/fps`` ms after it; a quarter of that
-    lands inside the span and rounds back to the same frame in the ``fps`` filter."""
-    return max(1, 2500 // fps)
-
-
-def caption_changes(ass: Path, fps: int, frames: int) -> list[int] | None:
-    """The frames at which the burned-in captions change (the first frame is 0), or None when an event
-    animates (then every frame needs libass). A cue from ``start`` to ``end`` is on the frames whose time
-    ``t`` has ``start <= t < end``, as libass decides it."""
-    changes = {0}
-    for line in Path(ass).read_text(encoding="utf-8-sig").splitlines():
-        if not line.startswith("Dialogue:"):
-            continue
-        fields = line.split(",", 9)
-        if len(fields) < 10 or ANIMATION_TAGS.search(fields[9]):
-            return None
-        for stamp in fields[1:3]:
-            match = ASS_TIME.fullmatch(stamp.strip())
-            if match is None:
-                return None
-            hours, minutes, seconds, centiseconds = (int(part) for part in match.groups())
-            time_cs = ((hours * 60 + minutes) * 60 + seconds) * 100 + centiseconds
-            changes.add(-(-time_cs * fps // 100))  # the first frame at or after it
-    return sorted(frame for frame in changes if frame < frames) + [frames]
-
-
-def write_stills_list(card: Path, changes: list[int], fps: int) -> Path:
-    """An ffconcat list beside the card: the card once per span between caption changes, lasting the span."""
-    still = f"file '{card.name}'\noption framerate {fps}"  # times in whole frames, not image2's default 1/25 s
-    entries = [f"{still}\nduration {(end - start) / fps:.6f}" for start, end in zip(changes, changes[1:])]
-    stills = card.with_name("stills.ffconcat")
-    with atomic_path(stills) as tmp:
-        tmp.write_text("ffconcat version 1.0\n" + "\n".join([*entries, still]) + "\n", encoding="utf-8")
-    return stills
 
 
 def usable_cpus() -> int:
