@@ -163,7 +163,6 @@ def phases(run: dict) -> dict[str, float]:
     last = max(s["started_at"] + s["seconds"] + s["notes"].get("queued_s", 0.0) for s in steps)
     speech = span(steps, "speech")
     intervals = [(s["started_at"], s["started_at"] + s["seconds"] + s["notes"].get("queued_s", 0.0)) for s in steps]
-    picture = ("avatar", "layout") if any(s["step"] == "layout" for s in steps) else ("video",)
     return {
         "before the first step (imports, pre-flight, Prefect start-up)": first - run["started_at"],
         "speech, wall from first line to last": speech[1] - speech[0] if speech else 0.0,
@@ -174,8 +173,9 @@ def phases(run: dict) -> dict[str, float]:
         "dialogue": summed("dialogue"),
         "mix and master (loudness, limiter)": summed("mix"),
         "captions (beside the mix)": summed("captions"),
-        "picture: " + " + ".join(picture): sum(summed(name) for name in picture),
-        "mux (AAC, MP3, measured)": summed("mux"),
+        "picture (video, or avatar + layout)": summed("video") + summed("avatar") + summed("layout"),
+        "audio: AAC, MP3, each measured (beside the picture)": summed("audio"),
+        "mux (picture and AAC copied)": summed("mux"),
         "publish": summed("publish"),
         "flow idle between steps (Prefect, futures)": (last - first) - union_s(intervals),
         "after the last step (shutdown)": run["ended_at"] - last,
