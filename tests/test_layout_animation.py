@@ -87,3 +87,18 @@ def test_the_layout_draws_an_animation_beside_a_video(inputs, tmp_path):
     x, y, w, h = tile_rectangles(2, 640, 360)[0]
     inner = (slice(y + 12, y + h - 12), slice(x + 12, x + w - 12))  # inside the highlight frame
     assert np.abs(frames[0][inner].astype(float) - first[12:-12, 12:-12].astype(float)).mean() < 6.0, "the animated host fills its tile"
+
+
+def test_the_layouts_captions_are_on_a_cues_first_frame(tmp_path):
+    """At 30 fps a cue starting at 3.7 s is on frame 111 (the ``ass`` filter's float time once read 3699 ms)."""
+    from test_audiogram import EDGES, ass_file
+
+    ass = ass_file(tmp_path / "captions.ass", 320, 180, EDGES)
+    pictures = [[np.full((160, 160, 3), 60 + 80 * host, np.uint8)] for host in range(2)]  # still hosts: only captions change
+    turns = [SpeakerTurn(host=0, start_s=0.0, end_s=4.0)]
+    out = tmp_path / "layout.mp4"
+    compose_layout(pictures, turns, out, duration_s=4.0, width=320, height=180, fps=30, encoder_options={"preset": "ultrafast", "qp": "0"}, captions_ass=ass)
+    band = (slice(140, 180), slice(0, 320))
+    frames = [frame[band].astype(np.int16) for frame in decode(out)]
+    shown = [index for index, frame in enumerate(frames) if np.abs(frame - frames[100]).mean() > 1]  # frame 100: between cues
+    assert 111 in shown and 110 not in shown and 15 in shown and 14 not in shown

@@ -2,47 +2,27 @@ r"""Captions burned into a picture by libass, drawn once per caption change inst
 
 Static captions (every ASS event without animation tags) look the same on every frame between two cue
 edges, so libass needs to draw them once per span: :func:`caption_changes` finds the spans' first frames.
-The audiogram feeds its card once per span (:func:`write_stills_list`) through ffmpeg's ``ass`` filter;
-the talking-head layout gets each span's captions as a transparent patch (:func:`caption_overlays`) and
-blends it into its frames itself (:func:`blend_overlay`). Captions that animate (``\t``, ``\move``,
-``\fad``, karaoke) return None: those need libass on every frame.
+The audiogram feeds its still card once per span (:func:`write_stills_list`) through ffmpeg's ``ass``
+filter. Captions that animate (``\t``, ``\move``, ``\fad``, karaoke) give None: those need libass on
+every frame. (The talking-head layout keeps libass on every frame, in ffmpeg's own thread: drawing the
+captions once and blending them into each frame in Python was slower, because the layout's Python thread
+is what that pipeline waits on.)
 
 The ``ass`` filter truncates a frame's time to whole milliseconds after a floating-point product, so a
-picture stamped exactly at 65.52 s is drawn at 65519 ms, before a cue that starts at 65.52 s: pictures are
-stamped :func:`libass_offset_us` after their frame's time.
+picture stamped exactly at 65.52 s is drawn at 65519 ms, before a cue that starts at 65.52 s: pictures (the
+audiogram's stills, every frame of the layout) are stamped :func:`libass_offset_us` after their frame's time.
 """
 
 from __future__ import annotations
 
 import re
-import subprocess
-import tempfile
 from pathlib import Path
-from typing import NamedTuple
 
-import numpy as np
-from PIL import Image
-
-from podforge.errors import EngineError
 from podforge.io import atomic_path
-from podforge.media.ffmpeg import ffmpeg_exe, log_tail
 
 ANIMATION_TAGS = re.compile(r"\\(t\(|move|fade?\(|k[fo]?\d|K\d)")
 """ASS override tags whose picture changes within an event: such captions are drawn on every frame."""
 ASS_TIME = re.compile(r"(\d+):(\d\d):(\d\d)\.(\d\d)")
-
-
-class CaptionOverlay(NamedTuple):
-    """The captions of frames ``start`` to ``end`` (exclusive): a premultiplied RGB patch and its alpha, at ``left``, ``top``."""
-
-    start: int
-    end: int
-    left: int
-    top: int
-    rgb: np.ndarray
-    """float32, height × width × 3, colour already multiplied by alpha"""
-    alpha: np.ndarray
-    """float32, height × width × 1, 0 to 1"""
 
 
 def libass_offset_us(fps: int) -> int:
@@ -84,44 +64,3 @@ def write_stills_list(card: Path, changes: list[int], fps: int) -> Path:
     with atomic_path(stills) as tmp:
         tmp.write_text("ffconcat version 1.0\n" + "\n".join([*entries, still]) + "\n", encoding="utf-8")
     return stills
-
-
-def caption_overlays(ass: Path, width: int, height: int, fps: int, frames: int, binary: str | None = None) -> list[CaptionOverlay] | None:
-    """Each span's captions drawn once by libass on a transparent ``width`` × ``height`` picture, cropped to
-    what it drew; None when the captions animate."""
-    changes = caption_changes(ass, fps, frames)
-    if changes is None:
-        return None
-    with tempfile.TemporaryDirectory(prefix="podforge-captions-") as scratch:
-        clear = Path(scratch) / "clear.png"
-        Image.new("RGBA", (width, height), (0, 0, 0, 0)).save(clear)
-        graph = f"format=rgba,settb=1/1000000,setpts=PTS+{libass_offset_us(fps)},ass=filename='{_filter_path(ass)}':alpha=1"
-        command = [ffmpeg_exe(binary), "-v", "error", "-f", "concat", "-safe", "0", "-i", str(write_stills_list(clear, changes, fps)), "-vf", graph, "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgba", "-"]
-        done = subprocess.run(command, capture_output=True, check=False)
-    size = width * height * 4
-    if done.returncode != 0 or len(done.stdout) < size * (len(changes) - 1):
-        raise EngineError(f"ffmpeg could not draw the captions {Path(ass).name}:\n{log_tail(done.stderr.decode('utf-8', 'replace'))}", file=ass, field="captions_ass")
-    overlays = []
-    for index, (start, end) in enumerate(zip(changes, changes[1:])):
-        picture = np.frombuffer(done.stdout, np.uint8, size, index * size).reshape(height, width, 4)
-        rows, columns = np.nonzero(picture[..., 3])
-        if rows.size:
-            top, bottom, left, right = rows.min(), rows.max() + 1, columns.min(), columns.max() + 1
-            patch = picture[top:bottom, left:right].astype(np.float32)
-            overlays.append(CaptionOverlay(start, end, int(left), int(top), patch[..., :3], patch[..., 3:] / 255.0))
-    return overlays
-
-
-def blend_overlay(canvas: np.ndarray, overlay: CaptionOverlay) -> np.ndarray:
-    """Draw ``overlay`` over ``canvas`` (RGB uint8) in place; returns what was under it, to put back with
-    ``canvas[top:top + h, left:left + w] = under``."""
-    height, width = overlay.alpha.shape[:2]
-    region = canvas[overlay.top : overlay.top + height, overlay.left : overlay.left + width]
-    under = region.copy()
-    np.copyto(region, (region * (1.0 - overlay.alpha) + overlay.rgb + 0.5).astype(np.uint8))
-    return under
-
-
-def _filter_path(path: Path) -> str:
-    """A path inside a filter argument: ffmpeg's escaping of ``\\``, ``'`` and ``:``."""
-    return str(path).replace("\\", "\\\\").replace("'", "\\'").replace(":", "\\:")

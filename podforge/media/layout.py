@@ -31,7 +31,7 @@ import numpy as np
 from podforge.timing import SpeakerTurn
 from podforge.errors import EngineError
 from podforge.io import atomic_path
-from podforge.media.burnin import CaptionOverlay, blend_overlay, caption_overlays
+from podforge.media.burnin import libass_offset_us
 from podforge.media.encoders import encoder_options, encoder_options_for, nvenc_fallback_reason
 from podforge.media.ffmpeg import ffmpeg_exe, log_tail
 
@@ -109,8 +109,9 @@ class RawVideoWriter:
     def _start(self) -> None:
         assert self._tmp is not None
         picture = ffmpeg_graph.input("pipe:", format="rawvideo", pix_fmt="yuv420p", s=f"{self.width}x{self.height}", framerate=self.fps)
-        if self.captions_ass is not None:
-            picture = picture.filter("ass", filename=str(self.captions_ass))  # burned in by libass
+        if self.captions_ass is not None:  # burned in by libass, each frame stamped just after its time (see burnin)
+            stamped = picture.filter("settb", "1/1000000").filter("setpts", f"round(N*1000000/{self.fps})+{libass_offset_us(self.fps)}")
+            picture = stamped.filter("ass", filename=str(self.captions_ass)).filter("settb", f"1/{self.fps}").filter("setpts", "N")
         graph = picture.output(str(self._tmp), vcodec=self.encoder, pix_fmt="yuv420p", an=None, **self.encoder_options)
         args = ffmpeg_graph.compile(graph, cmd="ffmpeg", overwrite_output=True)[1:]
         self._process = subprocess.Popen([ffmpeg_exe(self.binary), "-hide_banner", "-loglevel", "error", *args], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log)
@@ -241,10 +242,7 @@ def compose_layout(
     total = frame_count(duration_s, fps)
     canvas = np.empty((height, width, 3), dtype=np.uint8)
     canvas[:] = BACKGROUND_RGB  # the tiles are pasted over the same places every frame: the rest stays
-    overlays = caption_overlays(captions_ass, width, height, fps, total, binary) if captions_ass is not None else []
-    every_frame = captions_ass if overlays is None else None  # captions that animate: libass in ffmpeg, every frame
-    captions = CaptionTrack(overlays or [])
-    with RawVideoWriter(out, width, height, fps, encoder=encoder, encoder_options=encoder_options, captions_ass=every_frame, binary=binary) as writer:
+    with RawVideoWriter(out, width, height, fps, encoder=encoder, encoder_options=encoder_options, captions_ass=captions_ass, binary=binary) as writer:
         for frame_number in range(total):
             for host, reader in enumerate(readers):
                 picture = next(reader, None)
@@ -260,7 +258,7 @@ def compose_layout(
                     _paste_fit(canvas, latest[host], tile, dim=host != active)
                     if host == active:
                         _draw_frame(canvas, tile, thickness=max(4, height // 90))
-            captions.write(writer, canvas, frame_number)
+            writer.write(canvas)
     return LayoutOutput(frames=total, encoder=writer.encoder, encoder_fallback=writer.fallback)
 
 
@@ -303,26 +301,6 @@ def _frames(path: Path) -> Iterator[np.ndarray]:
         stream.thread_type = "AUTO"
         for frame in container.decode(stream):
             yield frame.to_ndarray(format="rgb24")
-
-
-class CaptionTrack:
-    """The captions drawn once per change (:func:`~podforge.media.burnin.caption_overlays`), blended into
-    each frame on its way to the encoder and taken out again (the canvas is reused)."""
-
-    def __init__(self, overlays: list[CaptionOverlay]):
-        self._overlays = iter(overlays)
-        self._current = next(self._overlays, None)
-
-    def write(self, writer: RawVideoWriter, canvas: np.ndarray, frame_number: int) -> None:
-        while self._current is not None and frame_number >= self._current.end:
-            self._current = next(self._overlays, None)
-        overlay = self._current
-        if overlay is None or frame_number < overlay.start:
-            writer.write(canvas)
-            return
-        under = blend_overlay(canvas, overlay)
-        writer.write(canvas)
-        canvas[overlay.top : overlay.top + under.shape[0], overlay.left : overlay.left + under.shape[1]] = under
 
 
 def _paste_fit(canvas: np.ndarray, picture: np.ndarray, tile: tuple[int, int, int, int], *, dim: bool = False) -> None:
