@@ -42,8 +42,8 @@ def test_an_episode_runs_its_tasks_on_ray(prefect_api, local_ray, tmp_path: Path
 
     assert (manifest.out_dir / "episode.mp4").stat().st_size > 0
     submitted_steps = [s for s in manifest.steps if s.step not in {"publish"}]
-    # music bed + one speech task per line + dialogue, mix, captions, video, mux
-    assert len(submitted_steps) == 1 + 2 + 2 + 5  # ... and one speech QA task per line
+    # music bed + one speech task per line + dialogue, mix, captions, video, audio, mux
+    assert len(submitted_steps) == 1 + 2 + 2 + 6  # ... and one speech QA task per line
     assert ray_task_executions() - before == len(submitted_steps)
 
 
