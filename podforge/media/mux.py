@@ -75,23 +75,21 @@ def gain_filter(gain_db: float) -> dict[str, str]:
 
 def encode_aac(audio: Path, out: Path, *, bitrate: str, gain_db: float = 0.0, binary: str | None = None) -> Path:
     """The MP4's audio track, on its own (an M4A): AAC at ``bitrate``, 48 kHz."""
-    with atomic_path(out) as tmp:
-        options = {"acodec": "aac", "audio_bitrate": bitrate, "ar": AAC_SAMPLE_RATE, "f": "mp4", **gain_filter(gain_db)}
-        run_graph(ffmpeg.output(ffmpeg.input(str(audio)).audio, str(tmp), **options), what="encoding the episode AAC", binary=binary)
-    return out
+    return _encode(audio, out, "the episode AAC", binary, acodec="aac", audio_bitrate=bitrate, ar=AAC_SAMPLE_RATE, f="mp4", **gain_filter(gain_db))
 
 
 def encode_mp3(audio: Path, out: Path, *, bitrate: str, gain_db: float = 0.0, binary: str | None = None) -> Path:
-    with atomic_path(out) as tmp:
-        options = {"acodec": "libmp3lame", "audio_bitrate": bitrate, "ar": MP3_SAMPLE_RATE, "f": "mp3", "write_xing": 1, **gain_filter(gain_db)}
-        run_graph(ffmpeg.output(ffmpeg.input(str(audio)).audio, str(tmp), **options), what="encoding the episode MP3", binary=binary)
-    return out
+    return _encode(audio, out, "the episode MP3", binary, acodec="libmp3lame", audio_bitrate=bitrate, ar=MP3_SAMPLE_RATE, f="mp3", write_xing=1, **gain_filter(gain_db))
 
 
 def encode_wav(audio: Path, out: Path, *, gain_db: float, binary: str | None = None) -> Path:
+    return _encode(audio, out, "the episode WAV", binary, acodec="pcm_s16le", f="wav", **gain_filter(gain_db))
+
+
+def _encode(audio: Path, out: Path, what: str, binary: str | None, **options: object) -> Path:
+    """``audio`` through one ffmpeg encode into ``out``, atomically."""
     with atomic_path(out) as tmp:
-        options = {"acodec": "pcm_s16le", "f": "wav", **gain_filter(gain_db)}
-        run_graph(ffmpeg.output(ffmpeg.input(str(audio)).audio, str(tmp), **options), what="writing the episode WAV", binary=binary)
+        run_graph(ffmpeg.output(ffmpeg.input(str(audio)).audio, str(tmp), **options), what=f"encoding {what}", binary=binary)
     return out
 
 
