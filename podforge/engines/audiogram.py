@@ -27,7 +27,7 @@ from pydantic import Field
 from podforge.engines.base import Engine, EngineSettings, VideoRequest, VideoResult
 from podforge.errors import EngineError
 from podforge.io import atomic_path
-from podforge.media.burnin import caption_changes, libass_offset_us, write_stills_list
+from podforge.media.burnin import burn_in_every_frame, caption_changes, libass_offset_us, write_stills_list
 from podforge.media.cards import card_layout, palette_for, render_background
 from podforge.media.encoders import encoder_options_for, with_nvenc_fallback
 from podforge.media.ffmpeg import run_graph
@@ -104,17 +104,15 @@ def audiogram_graph(request: VideoRequest, card: Path, *, every_frame: bool = Fa
         .filter("showwaves", s=f"{wave.width}x{wave.height}", mode="cline", scale="sqrt", draw="full", rate=request.fps, colors=f"0x{red:02x}{green:02x}{blue:02x}")
     )
     changes = None if every_frame else caption_changes(request.captions_ass, request.fps, frame_count(request))
-    offset_us = libass_offset_us(request.fps)
     if changes is None:
-        background = ffmpeg.input(str(card)).video.filter("format", "yuv420p").filter("loop", loop=-1, size=1)
-        stamped = background.filter("settb", "1/1000000").filter("setpts", f"round(N*1000000/{request.fps})+{offset_us}")
-        picture = ffmpeg.overlay(stamped, waveform, x=wave.left, y=wave.top, format="yuv420", eof_action="pass")
-        return picture.filter("ass", filename=str(request.captions_ass)).filter("settb", f"1/{request.fps}").filter("setpts", "N")
+        background = ffmpeg.input(str(card)).video.filter("format", "yuv420p").filter("loop", loop=-1, size=1).filter("settb", f"1/{request.fps}").filter("setpts", "N")
+        picture = ffmpeg.overlay(background, waveform, x=wave.left, y=wave.top, format="yuv420", eof_action="pass")
+        return burn_in_every_frame(picture, request.captions_ass, request.fps)
     background = (
         ffmpeg.input(str(write_stills_list(card, changes, request.fps)), f="concat", safe=0)
         .video.filter("format", "yuv420p")
         .filter("settb", "1/1000000")
-        .filter("setpts", f"PTS+{offset_us}")
+        .filter("setpts", f"PTS+{libass_offset_us(request.fps)}")
         .filter("ass", filename=str(request.captions_ass))
         .filter("fps", fps=request.fps)
         .filter("tpad", stop=-1, stop_mode="clone")

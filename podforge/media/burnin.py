@@ -18,6 +18,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import ffmpeg
+
 from podforge.io import atomic_path
 
 ANIMATION_TAGS = re.compile(r"\\(t\(|move|fade?\(|k[fo]?\d|K\d)")
@@ -33,6 +35,13 @@ def libass_offset_us(fps: int) -> int:
     boundary (whole centiseconds) after a frame time is at least ``10/fps`` ms after it; a quarter of that
     lands inside the span and rounds back to the same frame in the ``fps`` filter."""
     return max(1, 2500 // fps)
+
+
+def burn_in_every_frame(frames: ffmpeg.nodes.FilterableStream, ass: Path, fps: int) -> ffmpeg.nodes.FilterableStream:
+    """``frames`` (one per ``1/fps``, numbered from 0) with the captions of ``ass`` drawn by libass on every
+    frame, each frame stamped :func:`libass_offset_us` after its time while libass draws it."""
+    stamped = frames.filter("settb", "1/1000000").filter("setpts", f"round(N*1000000/{fps})+{libass_offset_us(fps)}")
+    return stamped.filter("ass", filename=str(ass)).filter("settb", f"1/{fps}").filter("setpts", "N")
 
 
 def caption_changes(ass: Path, fps: int, frames: int) -> list[int] | None:

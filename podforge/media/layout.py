@@ -31,7 +31,7 @@ import numpy as np
 from podforge.timing import SpeakerTurn
 from podforge.errors import EngineError
 from podforge.io import atomic_path
-from podforge.media.burnin import libass_offset_us
+from podforge.media.burnin import burn_in_every_frame
 from podforge.media.encoders import encoder_options, encoder_options_for, nvenc_fallback_reason
 from podforge.media.ffmpeg import ffmpeg_exe, log_tail
 
@@ -109,9 +109,8 @@ class RawVideoWriter:
     def _start(self) -> None:
         assert self._tmp is not None
         picture = ffmpeg_graph.input("pipe:", format="rawvideo", pix_fmt="yuv420p", s=f"{self.width}x{self.height}", framerate=self.fps)
-        if self.captions_ass is not None:  # burned in by libass, each frame stamped just after its time (see burnin)
-            stamped = picture.filter("settb", "1/1000000").filter("setpts", f"round(N*1000000/{self.fps})+{libass_offset_us(self.fps)}")
-            picture = stamped.filter("ass", filename=str(self.captions_ass)).filter("settb", f"1/{self.fps}").filter("setpts", "N")
+        if self.captions_ass is not None:
+            picture = burn_in_every_frame(picture, self.captions_ass, self.fps)
         graph = picture.output(str(self._tmp), vcodec=self.encoder, pix_fmt="yuv420p", an=None, **self.encoder_options)
         args = ffmpeg_graph.compile(graph, cmd="ffmpeg", overwrite_output=True)[1:]
         self._process = subprocess.Popen([ffmpeg_exe(self.binary), "-hide_banner", "-loglevel", "error", *args], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log)
