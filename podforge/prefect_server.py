@@ -147,7 +147,7 @@ def wait_until_healthy(api_url: str, process: subprocess.Popen, log: Path | None
                     return
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             pass
-        time.sleep(0.5)
+        time.sleep(0.1)
     raise PrefectServerError(f"the Prefect server did not answer {api_url}/health within {timeout_s:.0f} s{where}")
 
 

