@@ -247,9 +247,13 @@ def prefect_api(early: TemporaryServer | None = None) -> Iterator[str]:
     """Point Prefect at its configured API (``PREFECT_API_URL``, from the environment or a profile), else at
     a :class:`TemporaryServer` for this block (``early``, when :func:`launch_early` started one).
 
+    Flow runs on a temporary server send no heartbeats: they exist so that a server which outlives a
+    crashed run can tell (an automation on missing heartbeats), and this server dies with the run. Prefect
+    joins its heartbeat thread, which sleeps in whole seconds, as each flow run ends: up to 1 s per run.
+
     Must be entered from the main thread (see :mod:`podforge.lifeline`).
     """
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     configured = PREFECT_API_URL.value()
     if configured:
@@ -260,7 +264,7 @@ def prefect_api(early: TemporaryServer | None = None) -> Iterator[str]:
     server = early or TemporaryServer(log=_temporary_server_log())
     try:
         api_url = server.start()
-        with temporary_settings(updates={PREFECT_API_URL: api_url}):
+        with temporary_settings(updates={PREFECT_API_URL: api_url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
             try:
                 yield api_url
             finally:

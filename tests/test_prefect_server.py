@@ -175,21 +175,28 @@ def test_the_lifeline_stops_a_command_when_its_parent_is_killed(tmp_path: Path):
 
 EARLY = """
 import json, os, urllib.request
-from podforge.prefect_server import launch_early, prefect_api
+from prefect.settings import get_current_settings
+from podforge.prefect_server import configured_api_url, launch_early, prefect_api
 early = launch_early()
 if early is None:
-    print(json.dumps(None))
+    heartbeat = None
+    if configured_api_url():
+        with prefect_api(None):
+            heartbeat = get_current_settings().flows.heartbeat_frequency
+    print(json.dumps({"heartbeat": heartbeat} if heartbeat else None))
 else:
     pid = early.process.pid
     with prefect_api(early) as api_url:
+        heartbeat = get_current_settings().flows.heartbeat_frequency
         with urllib.request.urlopen(api_url + "/health", timeout=30) as response:
-            print(json.dumps({"launched": early.api_url, "used": api_url, "status": response.status, "pid": pid}))
+            print(json.dumps({"launched": early.api_url, "used": api_url, "status": response.status, "pid": pid, "heartbeat": heartbeat}))
 """
 
 
 def test_podforge_run_starts_its_server_early_only_where_the_database_exists(tmp_path: Path):
     """The temporary server boots while the CLI imports and checks (launch_early), only on an existing
-    database (a run refused at once must not interrupt a first migration) and never with an API configured.
+    database (a run refused at once must not interrupt a first migration) and never with an API configured;
+    flow-run heartbeats go only to a configured API.
     Each case runs in a fresh process, as ``podforge run`` does (no Prefect settings inherited)."""
     import json
 
@@ -206,10 +213,11 @@ def test_podforge_run_starts_its_server_early_only_where_the_database_exists(tmp
     assert early() is None  # no database yet
     (home / "prefect.db").touch()  # an empty SQLite file: the server migrates it
     (tmp_path / "profiles.toml").write_text('active = "remote"\n[profiles.remote]\nPREFECT_API_URL = "http://127.0.0.1:9/api"\n')
-    assert early() is None  # a configured API is used instead
+    assert early() == {"heartbeat": 180}  # a configured API is used instead, and watches the run's heartbeats
     (tmp_path / "profiles.toml").write_text('active = "local"\n[profiles.local]\n')
     started = early()
     assert started is not None and started["used"] == started["launched"] and started["status"] == 200
+    assert started["heartbeat"] is None  # nobody outlives a temporary server to watch for a crashed run's missing heartbeats
     assert not psutil.pid_exists(started["pid"]) or gone(psutil.Process(started["pid"]))  # stopped with its block
     assert has_table(home / "prefect.db", "flow_run")
     with sqlite3.connect(home / "prefect.db") as db:  # a run's own server skips block registration (and importing collections)
