@@ -19,7 +19,9 @@ machine's load hits all of them):
 Then the phases of the last round's flows, from their manifests (every step records when it started,
 its seconds, and the time it queued for a shared engine), and three start-up costs measured alone:
 importing and checking the script (the CLI's pre-flight), starting Prefect's temporary server on the
-warm database, and Prefect's cost per task (no-op steps in a flow).
+warm database, and Prefect's cost per task (no-op steps in a flow). Last, the floor's own picture encode
+alone, of its speech-only WAV and of the flow's delivered WAV: the same command on the episode's real
+sound (a music bed under the speech, no silent gaps), to tell the deliverable's cost from the pipeline's.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -82,16 +85,31 @@ def floor(script_path: Path, out: Path) -> dict:
     spoken = time.perf_counter()
 
     ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
-    graph = "[1:a]aformat=channel_layouts=mono,showwaves=s=1100x220:mode=cline:scale=sqrt:rate=25[w];[0:v][w]overlay=90:380:shortest=1,format=yuv420p[v]"
-    subprocess.run(
-        [ffmpeg, "-v", "error", "-y", "-f", "lavfi", "-i", f"color=c={BACKGROUND}:s=1280x720:r=25", "-i", str(wav), "-filter_complex", graph, "-map", "[v]", "-map", "1:a",
-         "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-force_key_frames", "expr:gte(t,n_forced*2)", "-c:a", "aac", "-b:a", "160k", "-ar", "48000", "-shortest", str(out / "episode.mp4")],
-        check=True,
-    )
+    subprocess.run(floor_picture_command(ffmpeg, wav, out / "episode.mp4"), check=True)
     encoded = time.perf_counter()
     subprocess.run([ffmpeg, "-v", "error", "-y", "-i", str(wav), "-c:a", "libmp3lame", "-b:a", "160k", "-ar", "44100", str(out / "episode.mp3")], check=True)
     done = time.perf_counter()
     return {"load_s": loaded - started, "synthesis_s": spoken - loaded, "video_s": encoded - spoken, "mp3_s": done - encoded, "episode_s": sum(piece.size for piece in pieces) / rate}
+
+
+def floor_picture_command(ffmpeg: str, wav: Path, mp4: Path) -> list[str]:
+    """The floor's one encode: the 1280×720 25 fps audiogram of ``wav`` with its AAC."""
+    graph = "[1:a]aformat=channel_layouts=mono,showwaves=s=1100x220:mode=cline:scale=sqrt:rate=25[w];[0:v][w]overlay=90:380:shortest=1,format=yuv420p[v]"
+    return [ffmpeg, "-v", "error", "-y", "-f", "lavfi", "-i", f"color=c={BACKGROUND}:s=1280x720:r=25", "-i", str(wav), "-filter_complex", graph, "-map", "[v]", "-map", "1:a",
+            "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-force_key_frames", "expr:gte(t,n_forced*2)", "-c:a", "aac", "-b:a", "160k", "-ar", "48000", "-shortest", str(mp4)]
+
+
+def floor_picture_cost(wav: Path) -> tuple[float, float]:
+    """Wall and CPU seconds of the floor's audiogram + AAC encode of ``wav``, run alone."""
+    import imageio_ffmpeg
+
+    with tempfile.TemporaryDirectory(prefix="podforge-bench-picture-") as scratch:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.perf_counter()
+        subprocess.run(floor_picture_command(imageio_ffmpeg.get_ffmpeg_exe(), wav, Path(scratch) / "episode.mp4"), check=True)
+        wall = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
 
 
 # --- the variants, each in a fresh process ------------------------------------------------------------
@@ -109,7 +127,8 @@ def with_portraits(script: Path, folder: Path) -> Path:
     return path
 
 
-def measure(variant: str, script: Path, prefect_home: Path, config: Path | None = None) -> dict:
+def measure(variant: str, script: Path, prefect_home: Path, config: Path | None = None, keep_audio: Path | None = None) -> dict:
+    """One run of ``variant`` in a fresh process; ``keep_audio``: where to copy the audio its picture shows."""
     with tempfile.TemporaryDirectory(prefix="podforge-bench-floor-") as scratch:
         out = Path(scratch) / "out"
         out.mkdir()
@@ -131,6 +150,8 @@ def measure(variant: str, script: Path, prefect_home: Path, config: Path | None 
         else:
             manifest = json.loads(next(out.glob("*/manifest.json")).read_text())
             result.update(episode_s=manifest["duration_s"], steps=manifest["steps"], quality=manifest.get("quality", []))
+        if keep_audio:
+            shutil.copyfile(out / "speech.wav" if variant == "floor" else next(out.glob("*/episode.wav")), keep_audio)
         return result
 
 
@@ -254,8 +275,10 @@ def main() -> None:
         no_qa.write_text("qa: {asr: off}\n", encoding="utf-8")  # the floor does no speech QA: like for like
         variants = (("floor", "floor", script, None), ("flow", "flow", script, no_qa), ("flow, talking heads", "flow", heads, no_qa), ("flow + speech QA", "flow", script, None))
         rounds = []
+        audio = {name: Path(home) / f"{name}.wav" for name in ("floor", "flow")}  # what each picture shows (last round)
         for _ in range(args.rounds):
-            rounds.append({name: measure(variant, path, prefect_home, config) for name, variant, path, config in variants})
+            rounds.append({name: measure(variant, path, prefect_home, config, audio.get(name)) for name, variant, path, config in variants})
+        pictures = {name: floor_picture_cost(wav) for name, wav in audio.items()}
         preflight = alone(PREFLIGHT, prefect_home)[0]
         server, server_imports = alone(SERVER, prefect_home)
         per_task = alone(PER_TASK, prefect_home)[0]
@@ -284,6 +307,8 @@ def main() -> None:
     print("| wall | " + " | ".join(f"{last[name]['wall_s']:.1f}" for name in names) + " |")
     print(f"\nMeasured alone: pre-flight (imports, plan, checks) {preflight:.1f} s; Prefect's temporary server {server:.1f} s to answer "
           f"(of which importing Prefect {server_imports:.1f} s); Prefect per task {per_task * 1000:.0f} ms (no-op steps, warm server).")
+    print(f"The floor's own audiogram + AAC encode, alone: of its speech-only WAV {pictures['floor'][0]:.1f} s ({pictures['floor'][1]:.0f} CPU-s); "
+          f"of the flow's delivered WAV, music bed under the speech, {pictures['flow'][0]:.1f} s ({pictures['flow'][1]:.0f} CPU-s).")
     failed = [f"{name}: {check['name']} {check['scope']}".strip() for name in names for check in last[name]["quality"] if not check["passed"]]
     print("Quality checks: " + ("all pass" if not failed else "FAILED " + "; ".join(failed)))
 
