@@ -1,16 +1,22 @@
-"""``podforge envs build|list|prune|doctor`` and ``podforge estimate``, printed as rich tables."""
+"""``podforge envs build|list|prune|doctor`` and ``podforge estimate``, printed as rich tables.
+
+Each command imports what it runs (doctor, envs, cost load numpy, PyAV and the engine contracts): every
+``podforge`` command imports this module, and ``podforge run`` starts Prefect's server only after its imports.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from podforge import cost, doctor, envs
 from podforge.errors import PodforgeError
+
+if TYPE_CHECKING:
+    from podforge.cost import Estimate
 
 envs_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Isolated engine environments (external/<name>).")
 console = Console()
@@ -28,6 +34,8 @@ def build_command(
     all_envs: Annotated[bool, typer.Option("--all", help="build every defined environment")] = False,
 ) -> None:
     """Build an environment (cached by the hash of its Python version and pins)."""
+    from podforge import envs
+
     if bool(name) == all_envs:
         console.print("give an environment name or --all (defined: " + ", ".join(envs.defined_envs()) + ")")
         raise typer.Exit(2)
@@ -48,6 +56,8 @@ def build_command(
 @envs_app.command("list")
 def list_command() -> None:
     """Every environment: state, hash, size and when it was built."""
+    from podforge import envs
+
     table = Table("environment", "state", "hash", "size", "built", "build time", "path")
     for row in envs.list_envs():
         marker = row.marker
@@ -66,6 +76,8 @@ def list_command() -> None:
 @envs_app.command("prune")
 def prune_command() -> None:
     """Delete builds whose pins changed since, and interrupted builds."""
+    from podforge import envs
+
     removed = envs.prune(log=lambda line: console.print(line, highlight=False, markup=False))
     console.print(f"removed {len(removed)} build(s)")
 
@@ -74,6 +86,8 @@ def prune_command() -> None:
 def doctor_command() -> None:
     """Explain what works, and the fix for what does not: GPU, driver, free VRAM per engine, ffmpeg, NVENC;
     per environment Python, torch, CUDA, the runner's imports and the engine's own checks."""
+    from podforge import doctor
+
     report = doctor.doctor()
     table = Table("", "", "finding", show_lines=True)
     for finding in report.host.findings:
@@ -112,6 +126,8 @@ def estimate_command(
     config: Annotated[list[Path], typer.Option("--config", "-c", help="with --train: extra YAML config (its train_music: section)")] = [],  # noqa: B006
 ) -> None:
     """Estimate GPU hours and cost, the way the reference notes do (100 tracks x 5 GPU-min = 8.3 h)."""
+    from podforge import cost
+
     if train is not None:
         _estimate_training(train, gpu or "rtx3060", steps_per_second, config)
         return
@@ -146,6 +162,7 @@ def estimate_command(
 
 def _estimate_training(dataset_dir: Path, gpu: str, steps_per_second: float | None, config: list[Path]) -> None:
     """Training hours and cost on ``gpu``, then the same job on every GPU priced for training."""
+    from podforge import cost
     from podforge.config import load_config
     from podforge.training.estimate import estimate_dataset
 
@@ -173,8 +190,10 @@ def _estimate_training(dataset_dir: Path, gpu: str, steps_per_second: float | No
     console.print(table)
 
 
-def _compare_gpus(rows: list[cost.Estimate]) -> Table:
+def _compare_gpus(rows: list[Estimate]) -> Table:
     """The same GPU hours priced on every GPU of pricing.yaml (the notes' "$1/h" and "$3/h" rows among them)."""
+    from podforge import cost
+
     low_hours = sum(r.gpu_hours.low for r in rows)
     high_hours = sum(r.gpu_hours.high for r in rows)
     table = Table("GPU", "$ per GPU-hour", "cost", title=f"{_span(low_hours, high_hours, '{:.2f}')} GPU hours on each priced GPU")

@@ -222,3 +222,15 @@ def test_podforge_run_starts_its_server_early_only_where_the_database_exists(tmp
     assert has_table(home / "prefect.db", "flow_run")
     with sqlite3.connect(home / "prefect.db") as db:  # a run's own server skips block registration (and importing collections)
         assert db.execute("select count(*) from block_type").fetchone() == (0,)
+
+
+def test_the_cli_imports_nothing_heavy_before_it_launches_the_server():
+    """``podforge run`` launches Prefect's temporary server as soon as ``podforge.cli`` is imported, so that
+    import must not pull in Prefect, numpy, PyAV, OpenCV or the engines: each command imports what it runs."""
+    import json
+
+    heavy = ("prefect", "numpy", "av", "cv2", "podforge.engines", "podforge.doctor", "podforge.media")
+    code = f"import sys, json, podforge.cli; print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=DEADLINE_S)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout) == []
