@@ -1,11 +1,16 @@
 """Benchmark: a three-minute two-host episode, through the Prefect flow and as a plain loop.
 
-    .venv/bin/python bench/bench_episode.py [--minutes 3] [--repeat 1]
+    .venv/bin/python bench/bench_episode.py [--minutes 3] [--rounds 2]
 
 The loop and the first flow render the audiogram; the last variant gives both hosts a portrait
-(talking heads, side by side). Each variant runs in a fresh process with an empty cache (PODFORGE_HOME in a temp folder), so nothing is
-reused. It reports wall time, real-time factor (wall / episode duration), peak RSS of the process and of
-its children (ffmpeg), and the orchestration overhead (flow − loop) measured side by side in one run.
+(talking heads, side by side). Each variant runs in a fresh process with an empty cache (PODFORGE_HOME in a
+temp folder), so nothing is reused, in alternating rounds (a change in the machine's load hits all of
+them). The flows run as ``podforge run`` runs them: Prefect's temporary server launched before the flow's
+modules are imported (:func:`~podforge.prefect_server.launch_early`) and used through
+:func:`~podforge.prefect_server.prefect_api`, on a Prefect database migrated once before the first round
+(a user's database is migrated once per install). Each wall clock starts after its variant's imports.
+It reports wall time, real-time factor (wall / episode duration), peak RSS of the process and of its
+children (ffmpeg, the Prefect server), and the orchestration overhead (flow − loop, medians).
 The flows run with ``qa: {asr: off}``: the loop has no speech QA step (``bench_qa.py`` measures its cost).
 """
 
@@ -16,6 +21,7 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -58,14 +64,19 @@ def bench_script(minutes: float, portraits: bool = False) -> str:
 
 
 def run_flow(script: Path, out: Path) -> dict:
+    """The flow as ``podforge run`` runs it: its server boots while the flow's modules import."""
     from podforge.prefect_env import configure_prefect_environment, ensure_prefect_home
+    from podforge.prefect_server import launch_early
 
     configure_prefect_environment()
+    early = launch_early()
     ensure_prefect_home()
     from flows.episode import episode
+    from podforge.prefect_server import prefect_api
 
     started = time.perf_counter()
-    manifest = episode(script=str(script), out_dir=str(out), overrides={"qa": {"asr": "off"}})  # the loop does no speech QA
+    with prefect_api(early):
+        manifest = episode(script=str(script), out_dir=str(out), overrides={"qa": {"asr": "off"}})  # the loop does no speech QA
     return {"wall_s": time.perf_counter() - started, "episode_s": manifest.duration_s, "lines": sum(s.step == "speech" for s in manifest.steps)}
 
 
@@ -148,9 +159,22 @@ def child(mode: str, script: Path, out: Path) -> None:
     print("RESULT " + json.dumps(result))
 
 
-def measure(mode: str, script: Path) -> dict:
+MIGRATE = "from podforge.prefect_server import prefect_api\nwith prefect_api():\n    pass\n"
+
+
+def migrate(prefect_home: Path) -> None:
+    """Create and migrate the Prefect database the flows use (once, as a user's first run does)."""
+    prefect_home.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="podforge-bench-migrate-") as scratch:
+        env = {**os.environ, "PODFORGE_HOME": scratch, "PREFECT_HOME": str(prefect_home)}
+        env.pop("PREFECT_API_URL", None)
+        subprocess.run([sys.executable, "-c", MIGRATE], cwd=REPO, env=env, check=True, capture_output=True)
+
+
+def measure(mode: str, script: Path, prefect_home: Path) -> dict:
     with tempfile.TemporaryDirectory(prefix=f"podforge-bench-{mode}-") as scratch:
-        env = {**os.environ, "PODFORGE_HOME": str(Path(scratch) / "home")}
+        env = {**os.environ, "PODFORGE_HOME": str(Path(scratch) / "home"), "PREFECT_HOME": str(prefect_home)}
+        env.pop("PREFECT_API_URL", None)
         started = time.perf_counter()
         done = subprocess.run([sys.executable, __file__, "--child", mode, str(script), str(Path(scratch) / "out")], env=env, capture_output=True, text=True, check=False)
         if done.returncode != 0:
@@ -163,6 +187,7 @@ def measure(mode: str, script: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--minutes", type=float, default=3.0)
+    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--child", nargs=3, metavar=("MODE", "SCRIPT", "OUT"))
     args = parser.parse_args()
     if args.child:
@@ -176,14 +201,20 @@ def main() -> None:
         with_portraits.write_text(bench_script(args.minutes, portraits=True))
         for name in ("alex.jpg", "sam.jpg"):  # a script reads its portraits from its own folder
             shutil.copyfile(PORTRAITS / name, Path(scratch) / name)
-        results = {"loop": measure("loop", script), "flow": measure("flow", script), "flow, talking heads": measure("flow", with_portraits)}
-    print(f"\nTwo-host episode, {os.cpu_count()} CPUs, nothing cached (loop and flow: audiogram video)\n")
-    print("| variant | lines | episode s | wall s | real-time factor | process s (incl. start-up) | peak RSS MB (python) | peak RSS MB (with children) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for mode, r in results.items():
-        print(f"| {mode} | {r['lines']} | {r['episode_s']:.1f} | {r['wall_s']:.1f} | {r['wall_s'] / r['episode_s']:.3f} | {r['process_s']:.1f} | {r['peak_rss_mb']:.0f} | {r['tree_peak_rss_mb']:.0f} |")
-    overhead = results["flow"]["wall_s"] - results["loop"]["wall_s"]
-    print(f"\nOrchestration overhead (flow − loop): {overhead:+.1f} s wall, {results['flow']['wall_s'] / results['loop']['wall_s']:.2f}× the loop")
+        prefect_home = Path(scratch) / "prefect"
+        migrate(prefect_home)
+        variants = (("loop", "loop", script), ("flow", "flow", script), ("flow, talking heads", "flow", with_portraits))
+        rounds = [{name: measure(mode, path, prefect_home) for name, mode, path in variants} for _ in range(args.rounds)]
+    print(f"\nTwo-host episode, {os.cpu_count()} CPUs, nothing cached, Prefect database warm (loop and flow: audiogram video); {args.rounds} round(s), variants alternating\n")
+    print("| round | variant | lines | episode s | wall s | real-time factor | process s (incl. start-up) | peak RSS MB (python) | peak RSS MB (with children) |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    for number, results in enumerate(rounds, start=1):
+        for mode, r in results.items():
+            print(f"| {number} | {mode} | {r['lines']} | {r['episode_s']:.1f} | {r['wall_s']:.1f} | {r['wall_s'] / r['episode_s']:.3f} | {r['process_s']:.1f} | {r['peak_rss_mb']:.0f} | {r['tree_peak_rss_mb']:.0f} |")
+    median = {name: statistics.median(results[name]["wall_s"] for results in rounds) for name, _, _ in variants}
+    ratios = [results["flow"]["wall_s"] / results["loop"]["wall_s"] for results in rounds]
+    print(f"\nOrchestration overhead (flow − loop, medians): {median['flow'] - median['loop']:+.1f} s wall, {median['flow'] / median['loop']:.2f}× the loop "
+          f"(per round: {', '.join(f'{ratio:.2f}×' for ratio in ratios)})")
 
 
 if __name__ == "__main__":
