@@ -7,10 +7,17 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
 import pytest
+
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    # A shell without job control (`make test &`, CI runners) starts the suite with Ctrl-C ignored, and every
+    # process a test starts would inherit it: a Ctrl-C'd caller never stops, and Prefect's worker, which stops
+    # on SIGTERM by sending itself SIGINT, never stops either. Back to Python's own handler, as in a terminal.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 os.environ["PODFORGE_HOME"] = tempfile.mkdtemp(prefix="podforge-test-home-")
 os.environ.setdefault("DO_NOT_TRACK", "1")

@@ -104,7 +104,7 @@ def test_serve_on_postgresql_runs_an_episode_and_a_nightly_batch_at_once_on_two_
         assert run_sql(port, "prefect", "SELECT count(*) FROM flow_run") >= 3, "the runs (nightly, its episode, the UI episode) are in PostgreSQL"
         assert not (home / "prefect" / "prefect.db").exists(), "no SQLite database was made"
     finally:
-        if second_worker is not None:  # Prefect's worker can take over a minute to stop on a loaded machine
+        if second_worker is not None:
             second_worker.terminate()
             try:
                 second_worker.wait(timeout=60)
