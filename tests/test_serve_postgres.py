@@ -106,9 +106,5 @@ def test_serve_on_postgresql_runs_an_episode_and_a_nightly_batch_at_once_on_two_
     finally:
         if second_worker is not None:
             second_worker.terminate()
-            try:
-                second_worker.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                second_worker.kill()
-                second_worker.wait(timeout=60)
+            second_worker.wait(timeout=60)
         assert served.stop() == 0
