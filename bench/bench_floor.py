@@ -8,7 +8,8 @@ machine's load hits all of them):
 * **floor**: Piper speaks every line in one warm process (``PiperVoice.load`` as Piper documents it,
   each host's ``length_scale``, no pitch shift), the lines are joined with the episode's gaps and its
   intro and outro silence, one ffmpeg encodes the 1280×720 25 fps audiogram (libx264 ``veryfast``,
-  crf 23, a keyframe every 2 s) with the AAC audio, one encodes the MP3. Nothing else.
+  crf 23, a keyframe every 2 s; the waveform drawn at full colour, as the audiogram engine draws it)
+  with the AAC audio, one encodes the MP3. Nothing else.
 * **flow**: ``podforge run SCRIPT`` as a user runs it (it starts its own temporary Prefect server), with
   an empty cache (a new ``PODFORGE_HOME``) and a warm Prefect database (one ``PREFECT_HOME``, migrated
   before the first round): music, mix and master, captions, audiogram, MP4 and MP3, publishing.
@@ -21,7 +22,8 @@ its seconds, and the time it queued for a shared engine), and three start-up cos
 importing and checking the script (the CLI's pre-flight), starting Prefect's temporary server on the
 warm database, and Prefect's cost per task (no-op steps in a flow). Last, the floor's own picture encode
 alone, of its speech-only WAV and of the flow's delivered WAV: the same command on the episode's real
-sound (a music bed under the speech, no silent gaps), to tell the deliverable's cost from the pipeline's.
+sound (a music bed under the speech, no silent gaps), to tell the deliverable's cost from the pipeline's;
+and how visible each picture's waveform is, so the floor is seen to make the same kind of picture.
 """
 
 from __future__ import annotations
@@ -92,9 +94,18 @@ def floor(script_path: Path, out: Path) -> dict:
     return {"load_s": loaded - started, "synthesis_s": spoken - loaded, "video_s": encoded - spoken, "mp3_s": done - encoded, "episode_s": sum(piece.size for piece in pieces) / rate}
 
 
+FLOOR_PANEL = (90, 380, 1100, 220)
+"""Where the floor draws its waveform: x, y, width, height."""
+
+
 def floor_picture_command(ffmpeg: str, wav: Path, mp4: Path) -> list[str]:
-    """The floor's one encode: the 1280×720 25 fps audiogram of ``wav`` with its AAC."""
-    graph = "[1:a]aformat=channel_layouts=mono,showwaves=s=1100x220:mode=cline:scale=sqrt:rate=25[w];[0:v][w]overlay=90:380:shortest=1,format=yuv420p[v]"
+    """The floor's one encode: the 1280×720 25 fps audiogram of ``wav`` with its AAC.
+
+    The waveform is drawn at full colour (``draw=full``, as the audiogram engine draws it): showwaves'
+    default (``draw=scale``) draws each sample at 1/n of its colour, which leaves the waveform within
+    ~20 levels of the background, a dark picture that is cheap to encode and that no one would publish."""
+    x, y, width, height = FLOOR_PANEL
+    graph = f"[1:a]aformat=channel_layouts=mono,showwaves=s={width}x{height}:mode=cline:scale=sqrt:draw=full:rate=25[w];[0:v][w]overlay={x}:{y}:shortest=1,format=yuv420p[v]"
     return [ffmpeg, "-v", "error", "-y", "-f", "lavfi", "-i", f"color=c={BACKGROUND}:s=1280x720:r=25", "-i", str(wav), "-filter_complex", graph, "-map", "[v]", "-map", "1:a",
             "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-force_key_frames", "expr:gte(t,n_forced*2)", "-c:a", "aac", "-b:a", "160k", "-ar", "48000", "-shortest", str(mp4)]
 
@@ -112,6 +123,35 @@ def floor_picture_cost(wav: Path) -> tuple[float, float]:
     return wall, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
 
 
+def flow_panel() -> tuple[int, int, int, int]:
+    """Where the audiogram engine draws its waveform on a 1280×720 card."""
+    from podforge.media.cards import card_layout
+
+    box = card_layout(1280, 720).waveform
+    return box.left, box.top, box.width, box.height
+
+
+def waveform_visibility(mp4: Path, panel: tuple[int, int, int, int]) -> tuple[float, int]:
+    """How visible the waveform in ``panel`` (x, y, width, height) is, on one frame a second: the mean
+    fraction of the panel's pixels more than 60 levels from its background (the median colour), and the
+    median of each frame's largest difference from the background."""
+    import av
+    import numpy as np
+
+    x, y, width, height = panel
+    lit, contrast = [], []
+    with av.open(str(mp4)) as container:
+        stream = container.streams.video[0]
+        every = max(1, round(float(stream.average_rate or 25)))
+        for number, frame in enumerate(container.decode(stream)):
+            if number % every == 0:
+                pixels = frame.to_ndarray(format="rgb24")[y : y + height, x : x + width].astype(np.int16)
+                difference = np.abs(pixels - np.median(pixels.reshape(-1, 3), axis=0)).max(axis=2)
+                lit.append(float((difference > 60).mean()))
+                contrast.append(int(difference.max()))
+    return float(np.mean(lit)), int(np.median(contrast))
+
+
 # --- the variants, each in a fresh process ------------------------------------------------------------
 
 
@@ -127,8 +167,9 @@ def with_portraits(script: Path, folder: Path) -> Path:
     return path
 
 
-def measure(variant: str, script: Path, prefect_home: Path, config: Path | None = None, keep_audio: Path | None = None) -> dict:
-    """One run of ``variant`` in a fresh process; ``keep_audio``: where to copy the audio its picture shows."""
+def measure(variant: str, script: Path, prefect_home: Path, config: Path | None = None, keep: Path | None = None) -> dict:
+    """One run of ``variant`` in a fresh process; ``keep``: where to copy the audio its picture shows
+    (``keep.wav``) and its MP4 (``keep.mp4``)."""
     with tempfile.TemporaryDirectory(prefix="podforge-bench-floor-") as scratch:
         out = Path(scratch) / "out"
         out.mkdir()
@@ -150,8 +191,9 @@ def measure(variant: str, script: Path, prefect_home: Path, config: Path | None 
         else:
             manifest = json.loads(next(out.glob("*/manifest.json")).read_text())
             result.update(episode_s=manifest["duration_s"], steps=manifest["steps"], quality=manifest.get("quality", []))
-        if keep_audio:
-            shutil.copyfile(out / "speech.wav" if variant == "floor" else next(out.glob("*/episode.wav")), keep_audio)
+        if keep:
+            shutil.copyfile(out / "speech.wav" if variant == "floor" else next(out.glob("*/episode.wav")), keep.with_suffix(".wav"))
+            shutil.copyfile(out / "episode.mp4" if variant == "floor" else next(out.glob("*/episode.mp4")), keep.with_suffix(".mp4"))
         return result
 
 
@@ -275,10 +317,11 @@ def main() -> None:
         no_qa.write_text("qa: {asr: off}\n", encoding="utf-8")  # the floor does no speech QA: like for like
         variants = (("floor", "floor", script, None), ("flow", "flow", script, no_qa), ("flow, talking heads", "flow", heads, no_qa), ("flow + speech QA", "flow", script, None))
         rounds = []
-        audio = {name: Path(home) / f"{name}.wav" for name in ("floor", "flow")}  # what each picture shows (last round)
+        kept = {name: Path(home) / name for name in ("floor", "flow")}  # each picture and the audio it shows (last round)
         for _ in range(args.rounds):
-            rounds.append({name: measure(variant, path, prefect_home, config, audio.get(name)) for name, variant, path, config in variants})
-        pictures = {name: floor_picture_cost(wav) for name, wav in audio.items()}
+            rounds.append({name: measure(variant, path, prefect_home, config, kept.get(name)) for name, variant, path, config in variants})
+        pictures = {name: floor_picture_cost(keep.with_suffix(".wav")) for name, keep in kept.items()}
+        visible = {"floor": waveform_visibility(kept["floor"].with_suffix(".mp4"), FLOOR_PANEL), "flow": waveform_visibility(kept["flow"].with_suffix(".mp4"), flow_panel())}
         preflight = alone(PREFLIGHT, prefect_home)[0]
         server, server_imports = alone(SERVER, prefect_home)
         per_task = alone(PER_TASK, prefect_home)[0]
@@ -309,6 +352,7 @@ def main() -> None:
           f"(of which importing Prefect {server_imports:.1f} s); Prefect per task {per_task * 1000:.0f} ms (no-op steps, warm server).")
     print(f"The floor's own audiogram + AAC encode, alone: of its speech-only WAV {pictures['floor'][0]:.1f} s ({pictures['floor'][1]:.0f} CPU-s); "
           f"of the flow's delivered WAV, music bed under the speech, {pictures['flow'][0]:.1f} s ({pictures['flow'][1]:.0f} CPU-s).")
+    print("Waveform visibility (1 frame/s, last round): " + "; ".join(f"{name} {lit:.1%} of its panel's pixels lit, contrast {contrast}/255 (median frame)" for name, (lit, contrast) in visible.items()) + ".")
     failed = [f"{name}: {check['name']} {check['scope']}".strip() for name in names for check in last[name]["quality"] if not check["passed"]]
     print("Quality checks: " + ("all pass" if not failed else "FAILED " + "; ".join(failed)))
 
