@@ -18,7 +18,7 @@ import soundfile
 from podforge.config import MixSettings
 from podforge.media.audio import write_wav
 from podforge.media.ffmpeg import ffmpeg_exe, measure_loudness, probe
-from podforge.media.loudness import integrated_loudness, k_weighting_power, true_peak_db, true_peaks
+from podforge.media.loudness import columnwise_max, integrated_loudness, k_weighting_power, true_peak_db, true_peaks
 from podforge.media.mixing import limiter_gain, limit_per_sample, mix_and_master
 from podforge.media.mux import deliver, deliver_audio, encode_wav, hold_to_target, encode_mp3
 from podforge.timing import TimedLine
@@ -297,3 +297,15 @@ def test_the_limiter_holds_inter_sample_peaks_under_the_ceiling(tmp_path):
     assert true_peak_db(limited) <= ceiling_db + 0.01
     assert gain[: int(0.2 * RATE)].min() == pytest.approx(1.0), "quiet audio well before the burst is left alone"
     assert np.abs(np.diff(gain)).max() < 0.01, "the gain moves smoothly"
+
+
+def test_the_peak_envelope_is_each_frames_largest_magnitude_over_its_channels():
+    """The true-peak meter takes each frame's loudest channel column by column (numpy's ``max(axis=1)``
+    over two channels is ten times slower): the same values, for mono, stereo and 4× oversampled rows."""
+    rng = np.random.default_rng(7)
+    for columns in (1, 2, 4):
+        values = np.abs(rng.standard_normal((10_001, columns)).astype(np.float32))
+        assert np.array_equal(columnwise_max(values), values.max(axis=1))
+    stereo = rng.standard_normal((48_000, 2)).astype(np.float32) * 0.3
+    stereo[12_345, 1] = 0.99  # one loud sample in the right channel only
+    assert true_peaks(stereo, block=48_000)[0] >= 0.99

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy import fft
 
 SUB_BLOCK_S = 0.1
 BLOCK_SUB_BLOCKS = 4
@@ -38,6 +39,15 @@ def as_channels(samples: np.ndarray) -> np.ndarray:
     """``samples`` as (frames, channels) float32: a mono signal becomes one column."""
     array = np.asarray(samples, dtype=np.float32)
     return array[:, None] if array.ndim == 1 else array
+
+
+def columnwise_max(values: np.ndarray) -> np.ndarray:
+    """The largest value in each row of a (rows, a few columns) array, taken column by column: numpy's
+    ``max(axis=1)`` over so short an axis is about ten times slower."""
+    largest = values[:, 0].copy()
+    for column in range(1, values.shape[1]):
+        np.maximum(largest, values[:, column], out=largest)
+    return largest
 
 
 def sub_block_length(rate: int) -> int:
@@ -70,13 +80,13 @@ def sub_block_energies(samples: np.ndarray, rate: int) -> np.ndarray:
     frames = as_channels(samples)
     length = sub_block_length(rate)
     count = max(1, math.ceil(frames.shape[0] / length))
-    weights = k_weighting_power(np.fft.rfftfreq(length, 1 / rate), rate)
+    weights = k_weighting_power(fft.rfftfreq(length, 1 / rate), rate)
     weights[1 : (length + 1) // 2] *= 2  # rfft bins stand for their negative-frequency twins too
     total = np.zeros(count, dtype=np.float64)
     for channel in range(frames.shape[1]):
         padded = np.zeros(count * length, dtype=np.float32)
         padded[: frames.shape[0]] = frames[:, channel]
-        spectrum = np.fft.rfft(padded.reshape(count, length), axis=1)
+        spectrum = fft.rfft(padded.reshape(count, length), axis=1)
         power = spectrum.real**2 + spectrum.imag**2
         total += (power @ weights).astype(np.float64) / (length * length)
     return total
@@ -127,7 +137,7 @@ def true_peaks(samples: np.ndarray, block: int = 1, *, floor: float = 0.0, overs
     count = frames.shape[0]
     chunks = max(1, math.ceil(count / _PEAK_CHUNK))
     envelope = np.zeros(chunks * _PEAK_CHUNK, dtype=np.float32)
-    envelope[:count] = np.abs(frames).max(axis=1)
+    envelope[:count] = columnwise_max(np.abs(frames))
     loud = np.flatnonzero(envelope.reshape(chunks, _PEAK_CHUNK).max(axis=1) >= floor)
     width = _PEAK_CHUNK + 2 * _PEAK_MARGIN
     grid = envelope.reshape(chunks, _PEAK_CHUNK)
@@ -136,9 +146,9 @@ def true_peaks(samples: np.ndarray, block: int = 1, *, floor: float = 0.0, overs
         padded[_PEAK_MARGIN : _PEAK_MARGIN + count] = frames[:, channel]
         views = np.lib.stride_tricks.sliding_window_view(padded, width)
         for batch in np.array_split(loud, math.ceil(loud.size / 256)) if loud.size else []:  # bounded memory
-            upsampled = np.fft.irfft(np.fft.rfft(views[batch * _PEAK_CHUNK], axis=1), n=width * oversampling, axis=1)
+            upsampled = fft.irfft(fft.rfft(views[batch * _PEAK_CHUNK], axis=1), n=width * oversampling, axis=1)
             middle = upsampled[:, _PEAK_MARGIN * oversampling : (_PEAK_MARGIN + _PEAK_CHUNK) * oversampling] * oversampling
-            grid[batch] = np.maximum(grid[batch], np.abs(middle).reshape(batch.size, _PEAK_CHUNK, oversampling).max(axis=2))
+            grid[batch] = np.maximum(grid[batch], columnwise_max(np.abs(middle).reshape(batch.size * _PEAK_CHUNK, oversampling)).reshape(batch.size, _PEAK_CHUNK))
     blocks = math.ceil(count / block)
     padded_envelope = np.zeros(blocks * block, dtype=np.float32)
     padded_envelope[:count] = envelope[:count]

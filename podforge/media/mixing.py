@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from scipy import fft
 import soundfile
 from pydantic import BaseModel, Field
 
@@ -193,12 +194,12 @@ def bed_loop(bed_wav: Path, rate: int) -> tuple[np.ndarray, np.ndarray]:
     margin = min(count, int(0.5 * rate))  # the loop's own end and start around it: circular filtering
     extended = np.concatenate([loop[-margin:], loop, loop[:margin]])
     size = fast_length(extended.shape[0])
-    spectrum = np.fft.rfft(extended, n=size, axis=0)
-    freqs = np.fft.rfftfreq(size, 1 / rate)
+    spectrum = fft.rfft(extended, n=size, axis=0)
+    freqs = fft.rfftfreq(size, 1 / rate)
     highpass = (freqs**2 / np.sqrt(freqs**4 + BED_HIGHPASS_HZ**4)).astype(np.float32)[:, None]
     spectrum *= highpass
-    filtered = np.fft.irfft(spectrum, n=size, axis=0)[margin : margin + count].astype(np.float32)
-    weighted = np.fft.irfft(spectrum * np.sqrt(k_weighting_power(freqs, rate))[:, None], n=size, axis=0)[margin : margin + count]
+    filtered = fft.irfft(spectrum, n=size, axis=0)[margin : margin + count].astype(np.float32)
+    weighted = fft.irfft(spectrum * np.sqrt(k_weighting_power(freqs, rate))[:, None], n=size, axis=0)[margin : margin + count]
     return filtered, weighted
 
 

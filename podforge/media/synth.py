@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+from scipy import fft
 
 Response = Callable[[np.ndarray], np.ndarray]
 """A filter's gain at each frequency in Hz (zero phase)."""
@@ -98,14 +99,14 @@ def bandpass(low_hz: float, high_hz: float, order: int = 2) -> Response:
 def apply_filter(audio: np.ndarray, response: Response, sample_rate: int) -> np.ndarray:
     """Filter a short sound along its last axis in the frequency domain (zero phase)."""
     frames = audio.shape[-1]
-    spectrum = np.fft.rfft(audio, axis=-1)
-    spectrum *= response(np.fft.rfftfreq(frames, 1.0 / sample_rate))
-    return np.fft.irfft(spectrum, n=frames, axis=-1)
+    spectrum = fft.rfft(audio, axis=-1)
+    spectrum *= response(fft.rfftfreq(frames, 1.0 / sample_rate))
+    return fft.irfft(spectrum, n=frames, axis=-1)
 
 
 def filter_loop(audio: np.ndarray, response: Response, sample_rate: int, taps: int = 4096) -> np.ndarray:
     """Filter a loop circularly with a windowed linear-phase FIR whose delay is then taken back out."""
-    kernel = np.fft.irfft(response(np.fft.rfftfreq(taps, 1.0 / sample_rate)), n=taps)
+    kernel = fft.irfft(response(fft.rfftfreq(taps, 1.0 / sample_rate)), n=taps)
     kernel = np.roll(kernel, taps // 2) * np.hanning(taps)
     return np.roll(convolve_circular(audio, kernel), -(taps // 2), axis=-1)
 
@@ -118,9 +119,9 @@ def convolve_circular(audio: np.ndarray, impulse: np.ndarray) -> np.ndarray:
     frames = audio.shape[-1]
     full = frames + impulse.shape[-1] - 1
     size = _fast_length(full)
-    spectrum = np.fft.rfft(audio, n=size, axis=-1) * np.fft.rfft(impulse, n=size, axis=-1)
+    spectrum = fft.rfft(audio, n=size, axis=-1) * fft.rfft(impulse, n=size, axis=-1)
     folded = LoopBuffer(frames)
-    folded.add(0, np.fft.irfft(spectrum, n=size, axis=-1)[:, :full])
+    folded.add(0, fft.irfft(spectrum, n=size, axis=-1)[:, :full])
     return folded.audio
 
 
