@@ -340,3 +340,25 @@ def test_keyframes_at_most_every_two_seconds(hd_render):
         times = [float(packet.pts * stream.time_base) for packet in container.demux(stream) if packet.pts is not None and packet.is_keyframe]
     times = sorted(times) + [6.0]
     assert max(later - earlier for earlier, later in zip(times, times[1:])) <= KEYFRAME_INTERVAL_S + 1e-6
+
+
+@pytest.mark.parametrize(("cpus", "setting", "expected"), [(2, None, 4), (1, None, 2), (16, None, 8), (2, 3, 3)])
+def test_the_encoder_keeps_two_frames_in_flight_per_cpu_unless_told(tmp_path, monkeypatch, cpus, setting, expected):
+    """One ffmpeg thread draws the waveform and captions; with one x264 frame thread per core the cores wait
+    on it. The real render runs; its ffmpeg call is read for the threads it asked for."""
+    import podforge.engines.audiogram as audiogram
+
+    asked: list[object] = []
+    real_run_graph = audiogram.run_graph
+
+    def spy(graph, **kwargs):
+        arguments = graph.get_args()
+        asked.append(arguments[arguments.index("-threads") + 1])
+        return real_run_graph(graph, **kwargs)
+
+    monkeypatch.setattr(audiogram, "usable_cpus", lambda: cpus)
+    monkeypatch.setattr(audiogram, "run_graph", spy)
+    request = make_request(tmp_path, width=320, height=180, duration_s=1.0)
+    result = AudiogramEngine({"threads": setting} if setting else None).run(request, tmp_path / "work")
+    assert asked == [str(expected)]
+    assert result.frames == 25

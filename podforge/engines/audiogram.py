@@ -36,14 +36,18 @@ logger = logging.getLogger(__name__)
 
 MAX_ENCODER_THREADS = 8
 """x264 gains little from more frame threads at 720p/1080p, and episodes may render side by side."""
+THREADS_PER_CPU = 2
+"""x264 frame threads per usable CPU. One ffmpeg thread draws the waveform and the captions and feeds the
+encoder; with only one frame in flight per core, the cores wait on it. Measured on 2 CPUs, a 161 s
+episode: 23.2 s with 2 threads, 22.2 s with 4, for the same CPU time."""
 
 
 class AudiogramSettings(EngineSettings):
-    threads: int | None = Field(default=None, ge=1, le=64, description="encoder threads; default: the usable cores, at most 8")
+    threads: int | None = Field(default=None, ge=1, le=64, description="encoder threads; default: twice the usable cores, at most 8")
 
 
 class AudiogramEngine(Engine[VideoRequest, VideoResult]):
-    """Settings: ``threads`` (encoder threads; default: the usable CPUs, at most 8)."""
+    """Settings: ``threads`` (encoder threads; default: twice the usable CPUs, at most 8)."""
 
     name = "audiogram"
     kind = "video"
@@ -66,7 +70,7 @@ class AudiogramEngine(Engine[VideoRequest, VideoResult]):
 
     def render(self, request: VideoRequest, card: Path, video: Path, encoder: str, options: dict[str, str]) -> None:
         picture = audiogram_graph(request, card)
-        threads = self.settings.threads or min(MAX_ENCODER_THREADS, usable_cpus())
+        threads = self.settings.threads or min(MAX_ENCODER_THREADS, THREADS_PER_CPU * usable_cpus())
         arguments: dict[str, object] = {"an": None, "c:v": encoder, "pix_fmt": "yuv420p", "r": request.fps, "threads": threads, **options, "frames:v": frame_count(request)}
         with atomic_path(video) as tmp:
             run_graph(picture.output(str(tmp), **arguments), what=f"rendering the audiogram {video.name} with {encoder}", binary=request.ffmpeg)
