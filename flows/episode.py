@@ -60,7 +60,6 @@ def episode(script: str = "", script_text: str = "", config: list[str] | None = 
     for warning in plan.warnings:
         get_run_logger().info("warning: %s", warning)  # the report lists them too
     lines, timing, frame = plan.lines, plan.timing, cfg.video
-    encoder = choose_h264_encoder(frame.encoder, cfg.ffmpeg, x264_preset=frame.x264_preset, crf=frame.crf)
 
     bed = music.submit(request=plan.music_request, engine=plan.music, gpu=cfg.gpu)
     clips = speech.map(
@@ -72,6 +71,7 @@ def episode(script: str = "", script_text: str = "", config: list[str] | None = 
         language=unmapped(plan.language),
         gpu=unmapped(cfg.gpu),
     )
+    encoder = choose_h264_encoder(frame.encoder, cfg.ffmpeg, x264_preset=frame.x264_preset, crf=frame.crf)  # probes ffmpeg while the lines are spoken
     checked = []
     if plan.asr:  # the recogniser hears every line; a bad one is synthesised again (qa: {asr: off} skips it)
         checked = check_speech.map(

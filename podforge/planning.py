@@ -72,6 +72,8 @@ class EpisodePlan(BaseModel):
 def plan_episode(config: PodforgeConfig, script: Script, gpus: list[GpuInfo], *, check_environments: bool = True) -> EpisodePlan:
     """The whole episode's casting and engines, checked; raises a one-line :class:`PodforgeError` if it cannot run."""
     check_limits(script, config.limits)
+    if config.ffmpeg and not Path(config.ffmpeg).is_file():  # before any speech: the flow first runs ffmpeg once the lines are being spoken
+        raise ConfigError(f"ffmpeg binary not found: {config.ffmpeg}", field="ffmpeg")
     hosts = [cast_host(config, script, position, name, gpus) for position, name in enumerate(script.speakers)]
     position_of = {host.name: host.position for host in hosts}
     warnings = check_voices(script, config, [(host.name, host.voice) for host in hosts])

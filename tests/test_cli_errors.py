@@ -83,6 +83,18 @@ def test_config_value_errors_name_the_field(tmp_path):
     assert "mix.target_lufs" in result.stderr and str(config) in result.stderr
 
 
+def test_an_ffmpeg_that_is_not_there_fails_before_any_speech(tmp_path):
+    """The flow first runs ffmpeg (to choose the H.264 encoder) while the lines are spoken: a configured
+    binary that does not exist is caught by the plan, in one line naming the field."""
+    script = write(tmp_path, "good.md", GOOD_BODY)
+    config = write(tmp_path, "studio.yaml", f"ffmpeg: {tmp_path / 'no-such-ffmpeg'}\n")
+    result = run_cli("run", str(script), "--config", str(config), "--out", str(tmp_path / "out"), home=tmp_path / "home")
+    assert result.returncode == 2, result.stderr
+    assert f"ffmpeg: ffmpeg binary not found: {tmp_path / 'no-such-ffmpeg'}" in result.stderr  # the field, then what is wrong
+    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "home").exists(), "caught by the pre-flight: no Prefect server, no speech"
+
+
 def test_missing_script_file(tmp_path):
     result = run_cli("run", str(tmp_path / "nope.md"), "--out", str(tmp_path / "out"), home=tmp_path / "home")
     assert result.returncode == 2
