@@ -362,3 +362,14 @@ def test_the_encoder_keeps_two_frames_in_flight_per_cpu_unless_told(tmp_path, mo
     result = AudiogramEngine({"threads": setting} if setting else None).run(request, tmp_path / "work")
     assert asked == [str(expected)]
     assert result.frames == 25
+
+
+@pytest.mark.parametrize(("width", "height"), [(1280, 720), (1400, 1400), (3000, 3000), (322, 180)])
+def test_the_enlarged_gradient_is_within_one_level_of_the_exact_one(width, height):
+    """Cards and covers enlarge a gradient computed on a coarse grid: it must look the same as one computed
+    at every pixel, accent glow included."""
+    palette = cards.palette_for("Podforge Bench")
+    fast = np.asarray(cards.gradient(width, height, palette)).astype(int)
+    exact = np.asarray(cards.shade(np.linspace(0.0, 1.0, width), np.linspace(0.0, 1.0, height), width / height, palette)).astype(int)
+    assert fast.shape == exact.shape == (height, width, 3)
+    assert np.abs(fast - exact).max() <= 1

